@@ -1,5 +1,6 @@
 """melody_utils: data, model, training, analysis and generation for the melody-lstm notebooks."""
 
+from .checkpoint import load_checkpoint
 from .config import fast_mode, get_device, seed_everything
 from .data import (
     BadInputError,
@@ -15,7 +16,7 @@ from .model import MelodyLSTM, parameter_table
 
 __all__ = [
     "BadInputError", "Corpus", "MelodyLSTM", "Normalizer", "Piece", "Windows", "fast_mode",
-    "get_device", "load_corpus", "make_windows", "parameter_table", "seed_everything",
-    "split_pieces",
+    "get_device", "load_checkpoint", "load_corpus", "make_windows", "parameter_table",
+    "seed_everything", "split_pieces",
 ]
 __version__ = "0.1.0"

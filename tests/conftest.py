@@ -1,0 +1,46 @@
+"""Shared fixtures: the real Bach corpus (parsed once, then cached) and MIDI writers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pretty_midi
+import pytest
+
+from melody_utils.data import load_corpus, split_pieces
+
+
+@pytest.fixture(scope="session")
+def bach():
+    """Every Bach chorale of the music21 corpus (the real thing, not a mock)."""
+    return load_corpus("bach", progress=False)
+
+
+@pytest.fixture(scope="session")
+def bach_splits(bach):
+    return split_pieces(bach, seed=0)
+
+
+def write_midi(path: Path, pitches, *, step: float = 0.25, duration: float = 0.2,
+               velocity: int = 90, drum: bool = False, chord_every: int = 0) -> Path:
+    """Write a real MIDI file with pretty_midi: one note per pitch, ``step`` seconds apart.
+
+    ``chord_every=k`` puts every k-th note at the same start as the previous one.
+    """
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=0, is_drum=drum)
+    t = 0.0
+    for i, p in enumerate(pitches):
+        if not (chord_every and i and i % chord_every == 0):
+            t = i * step if not chord_every else t + (step if i else 0.0)
+        inst.notes.append(pretty_midi.Note(velocity=velocity, pitch=int(p), start=t,
+                                           end=t + duration))
+    pm.instruments.append(inst)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pm.write(str(path))
+    return path
+
+
+@pytest.fixture
+def midi_writer():
+    return write_midi

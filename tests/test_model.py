@@ -1,0 +1,105 @@
+"""MelodyLSTM: the SPEC architecture, its parameter counts and its input checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from melody_utils.model import MelodyLSTM, lstm_layer_params, parameter_table
+
+SPEC_COUNTS = {
+    "embedding": 12_288, "lstm layer 1": 538_880, "lstm layer 2": 821_760,
+    "lstm layer 3": 821_760, "layernorm": 640, "pitch head": 41_088, "cont head": 963,
+    "total": 2_237_379,
+}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return MelodyLSTM().eval()
+
+
+def batch(b=4, t=32, g=None):
+    g = g or torch.Generator().manual_seed(0)
+    return torch.randint(0, 128, (b, t), generator=g), torch.randn(b, t, 3, generator=g)
+
+
+def test_output_shapes(model):
+    p, c = batch(5)
+    logits, cont = model(p, c)
+    assert logits.shape == (5, 128) and cont.shape == (5, 3)
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+
+
+def test_total_and_per_layer_parameters(model):
+    assert sum(p.numel() for p in model.parameters()) == 2_237_379
+    table = parameter_table(model).set_index("layer")
+    for layer, count in SPEC_COUNTS.items():
+        assert table.loc[layer, "pytorch"] == count, layer
+        assert table.loc[layer, "by_formula"] == count, layer
+    # the card was wrong on the LSTM and right on the heads
+    assert table.loc["lstm layer 2", "card"] == 410_880
+    assert table.loc["lstm layer 2", "card"] == 4 * (320 * 320 + 320)
+    assert table.loc["pitch head", "card"] == table.loc["pitch head", "pytorch"]
+
+
+def test_lstm_formula_matches_pytorch_for_other_sizes():
+    for i, h in [(3, 5), (99, 320), (17, 64)]:
+        lstm = torch.nn.LSTM(i, h)
+        assert sum(p.numel() for p in lstm.parameters()) == lstm_layer_params(i, h)
+
+
+def test_layers_are_the_specs(model):
+    assert model.embedding.num_embeddings == 128 and model.embedding.embedding_dim == 96
+    assert model.embed_dropout.p == 0.15
+    assert (model.lstm.input_size, model.lstm.hidden_size, model.lstm.num_layers) == (99, 320, 3)
+    assert model.lstm.dropout == 0.35 and model.lstm.batch_first
+    assert model.norm.normalized_shape == (320,)
+    assert model.pitch_head.out_features == 128 and model.cont_head.out_features == 3
+
+
+def test_sizes_are_constructor_arguments():
+    small = MelodyLSTM(embed_dim=8, hidden_size=16, num_layers=2, seq_len=None)
+    p, c = batch(2, 10)
+    logits, cont = small(p, c)
+    assert logits.shape == (2, 128) and cont.shape == (2, 3)
+    table = parameter_table(small).set_index("layer")
+    assert (table["by_formula"] == table["pytorch"]).all()
+
+
+def test_uses_only_the_last_time_step(model):
+    p, c = batch(2)
+    p2, c2 = p.clone(), c.clone()
+    logits, _ = model(p, c)
+    # changing the last input note changes the output; the result is deterministic in eval
+    p2[:, -1] = (p2[:, -1] + 1) % 128
+    assert not torch.allclose(model(p2, c2)[0], logits)
+    assert torch.equal(model(p, c)[0], logits)
+
+
+def test_dropout_only_in_train_mode():
+    torch.manual_seed(1)
+    m = MelodyLSTM()
+    p, c = batch(3)
+    m.train()
+    assert not torch.equal(m(p, c)[0], m(p, c)[0])
+    m.eval()
+    assert torch.equal(m(p, c)[0], m(p, c)[0])
+
+
+@pytest.mark.parametrize("pitch, cont, error, match", [
+    (torch.zeros(2, 32, dtype=torch.int32), torch.zeros(2, 32, 3), TypeError, "int64"),
+    (torch.zeros(2, 32, dtype=torch.long), torch.zeros(2, 32, 3, dtype=torch.long), TypeError,
+     "float"),
+    (torch.full((2, 32), 130), torch.zeros(2, 32, 3), ValueError, "0..127"),
+    (torch.full((2, 32), -1), torch.zeros(2, 32, 3), ValueError, "0..127"),
+    (torch.zeros(32, dtype=torch.long), torch.zeros(32, 3), ValueError, "batch, seq_len"),
+    (torch.zeros(2, 32, dtype=torch.long), torch.zeros(2, 32, 4), ValueError, "seq_len, 3"),
+    (torch.zeros(2, 32, dtype=torch.long), torch.zeros(3, 32, 3), ValueError, "disagree"),
+    (torch.zeros(2, 16, dtype=torch.long), torch.zeros(2, 16, 3), ValueError, "32 notes"),
+    ([[60] * 32], torch.zeros(1, 32, 3), TypeError, "torch tensors"),
+])
+def test_bad_inputs_get_clear_errors(model, pitch, cont, error, match):
+    with pytest.raises(error, match=match):
+        model(pitch, cont)
