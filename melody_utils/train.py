@@ -258,7 +258,8 @@ def train(model: MelodyLSTM, train_windows: Windows, val_windows: Windows,
             if progress and (step % 20 == 0 or step == steps_per_epoch - 1):
                 s = sums.tolist()
                 bar.set_postfix(ce=f"{s[0] / s[4]:.3f}", mse=f"{s[1] / s[4]:.3f}")
-        s = sums.tolist()
+        s = sums.tolist()  # (synchronises the device)
+        train_seconds = time.perf_counter() - t0
         val = evaluate(model, val_windows, config.eval_batch_size, config.cont_weight, device,
                        config.precision)
         row = {"epoch": epoch + 1,
@@ -268,7 +269,9 @@ def train(model: MelodyLSTM, train_windows: Windows, val_windows: Windows,
                "val_loss": val["loss"], "val_pitch_loss": val["pitch_nll"],
                "val_cont_loss": val["cont_mse"], "val_pitch_top1": val["pitch_top1"],
                "val_pitch_top5": val["pitch_top5"],
-               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+               "lr": opt.param_groups[0]["lr"], "train_seconds": train_seconds,
+               "train_windows_per_s": s[4] / train_seconds,
+               "seconds": time.perf_counter() - t0}
         history.append(row)
         epochs_run += 1
         improved = row["val_loss"] < best_val - 1e-6
