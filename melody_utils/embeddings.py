@@ -1,0 +1,436 @@
+"""Measuring the pitch-embedding space (introduced in notebook 04; issue 5).
+
+The model card claims the 96-D pitch embedding "learns semantic relations between
+notes (e.g. C# near C)". This module turns that claim into measurements that can fail:
+
+* :func:`cosine_similarity_matrix`, :func:`nearest_neighbours` -- what is near what;
+* :func:`similarity_by_interval` -- mean cosine similarity of two pitches as a function
+  of the interval between them (1 = semitone, 7 = fifth, 12 = octave);
+* :func:`linear_probe` -- can a linear classifier read the pitch class or the octave
+  off the vector (cross-validated, with its chance level)?
+* :func:`compare_with_controls` -- every measure again on two controls: the same
+  architecture's **untrained** embedding (:func:`random_init_embedding`) and the
+  trained vectors with their pitch labels **permuted** among the seen pitches
+  (:func:`permuted_embedding`). A claim holds only where the trained embedding beats
+  both controls.
+
+Never-seen pitches
+------------------
+A pitch that never occurs in the training pieces receives no gradient (the embedding
+is only updated for pitches that appear in the input), so its vector is still its
+random initial value. Such rows say nothing about what the model learned, and
+training corpora use only a few dozen of the 128 pitches. Every statistic here takes a
+boolean ``mask`` (from :func:`seen_mask` on :func:`pitch_counts` of the training
+pieces) and only ever reads the rows it marks: unseen rows never enter any
+computation, whatever they hold.
+
+Conventions: ``E`` is the ``(128, 96)`` table, row ``p`` the vector of MIDI pitch ``p``;
+pitch class is ``p % 12`` (0 = C) and octave ``p // 12 - 1`` (scientific pitch
+notation, 60 = C4).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import Piece
+from .model import MelodyLSTM, ModelConfig
+from .plots import NOTE_NAMES, note_name
+
+#: Short names of the intervals 1..12 semitones.
+INTERVAL_NAMES = ("m2", "M2", "m3", "M3", "P4", "TT", "P5", "m6", "M6", "m7", "M7", "P8")
+
+Measure = Callable[[np.ndarray, np.ndarray], "float | Mapping | pd.Series"]
+
+
+# --------------------------------------------------------------------------- inputs
+
+def embedding_table(model: MelodyLSTM | torch.nn.Module) -> np.ndarray:
+    """The pitch embedding of ``model`` as a float64 array ``(vocab, dim)``, e.g. (128, 96)."""
+    emb = getattr(model, "embedding", None)
+    if not isinstance(emb, torch.nn.Embedding):
+        raise TypeError(f"expected a model with an nn.Embedding attribute 'embedding', got "
+                        f"{type(model).__name__}")
+    return emb.weight.detach().cpu().numpy().astype(np.float64)
+
+
+def pitch_counts(pieces: Iterable[Piece], vocab_size: int = 128) -> np.ndarray:
+    """How often each pitch occurs in ``pieces`` (pass the training split), shape ``(vocab,)``."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for piece in pieces:
+        p = piece.notes["pitch"].to_numpy(np.int64)
+        if p.size and (p.min() < 0 or p.max() >= vocab_size):
+            raise ValueError(f"{piece.id}: pitches must lie in 0..{vocab_size - 1}")
+        counts += np.bincount(p, minlength=vocab_size)
+    return counts
+
+
+def seen_mask(counts: np.ndarray, min_count: int = 1) -> np.ndarray:
+    """Boolean mask of pitches seen at least ``min_count`` times in training."""
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or not np.issubdtype(counts.dtype, np.number):
+        raise ValueError(f"counts must be a 1-D array of numbers, got shape {counts.shape}")
+    return counts >= min_count
+
+
+def _prepare(E: np.ndarray, mask: np.ndarray | None, min_seen: int = 2
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``E`` (2-D) and ``mask`` (bool, one per row); return float64 E and the mask."""
+    E = np.asarray(E, dtype=np.float64)
+    if E.ndim != 2:
+        raise ValueError(f"E must be a 2-D (pitches, dim) array, got shape {E.shape}")
+    if mask is None:
+        mask = np.ones(len(E), dtype=bool)
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        raise TypeError("mask must be boolean (use seen_mask(counts)), got dtype "
+                        f"{mask.dtype}")
+    if mask.shape != (len(E),):
+        raise ValueError(f"mask must have shape ({len(E)},), got {mask.shape}")
+    if mask.sum() < min_seen:
+        raise ValueError(f"need at least {min_seen} seen pitches, the mask has "
+                         f"{int(mask.sum())}")
+    if not np.isfinite(E[mask]).all():
+        raise ValueError("E has non-finite values in seen rows")
+    return E, mask
+
+
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, X / norm, np.nan)
+
+
+# --------------------------------------------------------------------------- similarity
+
+def cosine_similarity_matrix(E: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Cosine similarity of every pair of rows, ``(vocab, vocab)``, indexed by pitch.
+
+    Entries involving a pitch outside ``mask`` are NaN (so indices stay pitches). A
+    zero vector has no direction: its similarities are NaN too.
+    """
+    E, mask = _prepare(E, mask, min_seen=1)
+    idx = np.flatnonzero(mask)
+    U = _unit_rows(E[idx])
+    out = np.full((len(E), len(E)), np.nan)
+    out[np.ix_(idx, idx)] = np.clip(U @ U.T, -1.0, 1.0)
+    return out
+
+
+def nearest_neighbours(E: np.ndarray, pitch: int, k: int = 5,
+                       mask: np.ndarray | None = None) -> pd.DataFrame:
+    """The ``k`` seen pitches most cosine-similar to ``pitch`` (itself excluded).
+
+    Returns a DataFrame with the columns ``pitch``, ``name`` (e.g. ``"C#4"``),
+    ``cosine`` and ``interval`` (signed semitones from ``pitch`` to the neighbour:
+    ``+7`` is a fifth up, ``-12`` an octave down), most similar first.
+    """
+    E, mask = _prepare(E, mask)
+    pitch = int(pitch)
+    if not 0 <= pitch < len(E):
+        raise ValueError(f"pitch must lie in 0..{len(E) - 1}, got {pitch}")
+    if not mask[pitch]:
+        raise ValueError(f"pitch {pitch} ({note_name(pitch)}) is not a seen pitch: its "
+                         "vector is still the random initialisation")
+    sims = cosine_similarity_matrix(E, mask)[pitch]
+    sims[pitch] = np.nan
+    cand = np.flatnonzero(~np.isnan(sims))
+    order = cand[np.lexsort((cand, -sims[cand]))][:k]  # by similarity, ties by pitch
+    return pd.DataFrame({
+        "pitch": order.astype(int),
+        "name": [note_name(p) for p in order],
+        "cosine": sims[order],
+        "interval": (order - pitch).astype(int),
+    })
+
+
+def similarity_by_interval(E: np.ndarray, mask: np.ndarray | None,
+                           max_interval: int = 12) -> pd.DataFrame:
+    """Mean cosine similarity of pairs of seen pitches ``d`` semitones apart, ``d = 1..max``.
+
+    Every pair ``(p, p + d)`` with both pitches seen counts once. Columns: ``name``
+    (``m2`` ... ``P8``), ``mean``, ``std``, ``sem`` (std / sqrt(n); the pairs share
+    pitches, so treat it as a rough guide -- the controls of
+    :func:`compare_with_controls` are the real test) and ``n_pairs``. An interval with
+    no pair gives NaN.
+    """
+    if max_interval < 1:
+        raise ValueError(f"max_interval must be at least 1, got {max_interval}")
+    S = cosine_similarity_matrix(E, mask)
+    _, mask = _prepare(E, mask)
+    rows = []
+    for d in range(1, max_interval + 1):
+        p = np.flatnonzero(mask[:-d] & mask[d:]) if d < len(mask) else np.array([], int)
+        vals = S[p, p + d]
+        vals = vals[~np.isnan(vals)]
+        n = len(vals)
+        rows.append({
+            "interval": d,
+            "name": INTERVAL_NAMES[d - 1] if d <= 12 else f"{d}st",
+            "mean": vals.mean() if n else np.nan,
+            "std": vals.std(ddof=1) if n > 1 else np.nan,
+            "sem": vals.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan,
+            "n_pairs": n,
+        })
+    return pd.DataFrame(rows).set_index("interval")
+
+
+# --------------------------------------------------------------------------- probes
+
+def _labels(pitches: np.ndarray, target: str) -> np.ndarray:
+    if target == "pitch_class":
+        return pitches % 12
+    if target == "octave":
+        return pitches // 12 - 1
+    raise ValueError(f"target must be 'pitch_class' or 'octave', got {target!r}")
+
+
+def linear_probe(E: np.ndarray, mask: np.ndarray | None, target: str = "pitch_class",
+                 cv: int = 5, seed: int = 0, C: float = 1.0) -> dict:
+    """Cross-validated accuracy of a linear classifier reading ``target`` off the vectors.
+
+    The classifier is scikit-learn's ``StandardScaler`` + ``LogisticRegression`` (L2,
+    strength ``C``), trained on the seen pitches only. ``target`` is ``"pitch_class"``
+    (``p % 12``) or ``"octave"`` (``p // 12 - 1``).
+
+    Small classes: stratified K-fold needs every class in every training fold, so a
+    class with a single seen pitch (e.g. the one pitch of an extreme octave) cannot be
+    tested and is **dropped** (listed in ``dropped_classes``), and the number of folds
+    is reduced to the size of the smallest remaining class (``folds``, at least 2).
+    The folds are ``StratifiedKFold(shuffle=True, random_state=seed)``.
+
+    Read it with care: with ~50 seen pitches in 96 dimensions the probe has fewer
+    examples than features, so a *low* accuracy is weak evidence that the information
+    is absent (it may be encoded in too few directions, e.g. 12 classes on a 2-D
+    circle), while a high held-out accuracy, above its chance and above the controls
+    of :func:`compare_with_controls`, is real evidence that it is present.
+
+    Returns a dict: ``target``, ``accuracy`` (mean over folds), ``accuracy_std``,
+    ``chance`` (a most-frequent-class ``DummyClassifier`` scored on the same folds),
+    ``uniform_chance`` (1 / classes), ``n_samples``, ``n_classes``, ``folds``,
+    ``dropped_classes``.
+    """
+    from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    E, mask = _prepare(E, mask)
+    if cv < 2:
+        raise ValueError(f"cv must be at least 2, got {cv}")
+    pitches = np.flatnonzero(mask)
+    y = _labels(pitches, target)
+    classes, sizes = np.unique(y, return_counts=True)
+    dropped = classes[sizes < 2]
+    keep = ~np.isin(y, dropped)
+    X, y = E[pitches[keep]], y[keep]
+    classes, sizes = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(f"need at least 2 classes of {target} with 2+ seen pitches each, "
+                         f"got {len(classes)}")
+    folds = int(min(cv, sizes.min()))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
+    # A few dozen samples: one BLAS thread is faster than many fighting for shared cores.
+    with threadpool_limits(1):
+        acc = cross_val_score(probe, X, y, cv=splitter)
+        chance = cross_val_score(DummyClassifier(strategy="most_frequent"), X, y,
+                                 cv=splitter)
+    return {
+        "target": target,
+        "accuracy": float(acc.mean()),
+        "accuracy_std": float(acc.std()),
+        "chance": float(chance.mean()),
+        "uniform_chance": 1.0 / len(classes),
+        "n_samples": int(len(y)),
+        "n_classes": int(len(classes)),
+        "folds": folds,
+        "dropped_classes": [int(c) for c in dropped],
+    }
+
+
+# --------------------------------------------------------------------------- controls
+
+def _model_config(like: MelodyLSTM | ModelConfig | dict | np.ndarray | None) -> ModelConfig:
+    if like is None:
+        return ModelConfig()
+    if isinstance(like, MelodyLSTM):
+        return like.config
+    if isinstance(like, ModelConfig):
+        return like
+    if isinstance(like, dict):
+        return ModelConfig(**like)
+    shape = np.shape(like)
+    if len(shape) != 2:
+        raise ValueError(f"like must be a model, a ModelConfig, its dict or an embedding "
+                         f"table, got shape {shape}")
+    return ModelConfig(vocab_size=shape[0], embed_dim=shape[1])
+
+
+def random_init_embedding(seed: int,
+                          like: MelodyLSTM | ModelConfig | dict | np.ndarray | None = None
+                          ) -> np.ndarray:
+    """The untrained embedding of the same architecture: ``MelodyLSTM`` built after
+    ``torch.manual_seed(seed)`` (``nn.Embedding``'s default init, N(0, 1)).
+
+    ``like`` gives the sizes (a model, its config or dict, or an embedding table);
+    default the SPEC's. The global torch RNG state is restored afterwards. If the
+    training run seeded torch with ``seed`` right before building its model, this is
+    exactly the embedding that training started from.
+    """
+    config = _model_config(like)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MelodyLSTM.from_config(config)
+    return embedding_table(model)
+
+
+def permuted_embedding(E: np.ndarray, mask: np.ndarray | None, seed: int) -> np.ndarray:
+    """``E`` with its seen rows shuffled among the seen pitches (unseen rows untouched).
+
+    The set of vectors, and so every property that ignores which pitch owns which
+    vector (norms, anisotropy, clustering), is kept; any relation between a vector and
+    its pitch is destroyed.
+    """
+    E, mask = _prepare(E, mask)
+    idx = np.flatnonzero(mask)
+    out = E.copy()
+    out[idx] = E[np.random.default_rng(seed).permutation(idx)]
+    return out
+
+
+def _as_series(value: float | Mapping | pd.Series) -> pd.Series:
+    if isinstance(value, pd.Series):
+        return value.astype(float)
+    if isinstance(value, Mapping):
+        return pd.Series(value, dtype=float)
+    return pd.Series({"value": float(value)})
+
+
+def compare_with_controls(measure: Measure, E: np.ndarray, mask: np.ndarray | None, *,
+                          n_permutations: int = 199, n_random: int = 49, seed: int = 0,
+                          like: MelodyLSTM | ModelConfig | dict | None = None,
+                          higher_is_stronger: bool = True, level: float = 0.05,
+                          correction: str | None = "bonferroni") -> pd.DataFrame:
+    """Run ``measure`` on the trained embedding and on its two controls.
+
+    Args:
+        measure: ``measure(E, mask)`` returning a number, or a dict/Series of numbers
+            (e.g. ``lambda E, m: similarity_by_interval(E, m)["mean"]`` gives one per
+            interval, ``lambda E, m: linear_probe(E, m)["accuracy"]`` one number).
+        E, mask: the trained table and the seen-pitch mask (used for every control too).
+        n_permutations: label permutations (:func:`permuted_embedding`).
+        n_random: untrained embeddings (:func:`random_init_embedding`), one per seed.
+        seed: seeds both control series (reproducible).
+        like: the architecture for the untrained embeddings (default: E's shape).
+        higher_is_stronger: whether a larger value of the measure means more structure.
+        level: significance level for ``beats_controls``.
+        correction: ``"bonferroni"`` divides ``level`` by the number of values the
+            measure returns (testing 12 intervals at 0.05 finds one by chance
+            otherwise); ``None`` uses ``level`` as is.
+
+    Returns:
+        One row per value of the measure with the columns ``trained``,
+        ``random_init_mean``, ``random_init_std``, ``permuted_mean``,
+        ``permuted_std``, ``p_random_init``, ``p_permuted`` and ``beats_controls``.
+        A p-value is the permutation-test fraction ``(1 + #{control >= trained}) /
+        (1 + n)`` (``<=`` when ``higher_is_stronger`` is False); ``beats_controls`` is
+        True only where both p-values are at most the (corrected) level. The smallest
+        attainable p-value is ``1 / (1 + n)``: a warning says so when that can never
+        reach the level.
+    """
+    if n_permutations < 1 or n_random < 1:
+        raise ValueError("n_permutations and n_random must be at least 1")
+    if correction not in (None, "bonferroni"):
+        raise ValueError(f"correction must be 'bonferroni' or None, got {correction!r}")
+    E, mask = _prepare(E, mask)
+    trained = _as_series(measure(E, mask))
+    rng = np.random.default_rng(seed)
+    perm_seeds = rng.integers(0, 2**31 - 1, size=n_permutations)
+    rand_seeds = rng.integers(0, 2**31 - 1, size=n_random)
+    like = E if like is None else like
+    perm = pd.DataFrame([_as_series(measure(permuted_embedding(E, mask, int(s)), mask))
+                         for s in perm_seeds]).reindex(columns=trained.index)
+    rand = pd.DataFrame([_as_series(measure(random_init_embedding(int(s), like), mask))
+                         for s in rand_seeds]).reindex(columns=trained.index)
+    alpha = level / len(trained) if correction == "bonferroni" else level
+    if 1 / (1 + min(n_permutations, n_random)) > alpha:
+        warnings.warn(f"with {n_permutations} permutations and {n_random} random inits the "
+                      f"smallest p-value is {1 / (1 + min(n_permutations, n_random)):.3g} > "
+                      f"level {alpha:.3g}: beats_controls can never be True; raise n",
+                      stacklevel=2)
+
+    def p_value(control: pd.DataFrame) -> pd.Series:
+        at_least = control.ge(trained) if higher_is_stronger else control.le(trained)
+        p = (1 + at_least.sum()) / (1 + len(control))
+        return p.where(trained.notna())
+
+    out = pd.DataFrame({
+        "trained": trained,
+        "random_init_mean": rand.mean(),
+        "random_init_std": rand.std(ddof=1),
+        "permuted_mean": perm.mean(),
+        "permuted_std": perm.std(ddof=1),
+        "p_random_init": p_value(rand),
+        "p_permuted": p_value(perm),
+    })
+    out["beats_controls"] = (out["p_random_init"] <= alpha) & (out["p_permuted"] <= alpha)
+    out.index.name = "measure"
+    return out
+
+
+# --------------------------------------------------------------------------- export
+
+def export_projector_tsv(E: np.ndarray, counts: np.ndarray, folder: str | Path,
+                         min_count: int = 1, include_unseen: bool = False
+                         ) -> tuple[Path, Path]:
+    """Write ``vectors.tsv`` and ``metadata.tsv`` for TensorBoard's Embedding Projector.
+
+    Load both files with "Load" at https://projector.tensorflow.org (or TensorBoard's
+    projector plugin). ``vectors.tsv`` has one tab-separated row of floats per point
+    and no header; ``metadata.tsv`` has a header row (the projector requires one when
+    there is more than one column) and one row per point, in the same order:
+    ``name`` (``"C#4"``), ``pitch`` (MIDI number), ``pitch_class`` (its name, ``"C#"``,
+    so the projector can colour by it), ``octave``, ``count`` (training occurrences)
+    and ``seen`` (``count >= min_count``).
+
+    Unseen pitches are **left out** by default: their vectors are random
+    initialisations and would dominate the projector's PCA and t-SNE.
+    ``include_unseen=True`` writes all rows (then row ``i`` is pitch ``i``), with
+    ``seen`` telling them apart.
+
+    Returns ``(vectors_path, metadata_path)``.
+    """
+    E = np.asarray(E, dtype=np.float64)
+    counts = np.asarray(counts)
+    if E.ndim != 2 or counts.shape != (len(E),):
+        raise ValueError(f"E must be (pitches, dim) and counts (pitches,), got {E.shape} "
+                         f"and {counts.shape}")
+    seen = seen_mask(counts, min_count)
+    rows = np.arange(len(E)) if include_unseen else np.flatnonzero(seen)
+    if len(rows) == 0:
+        raise ValueError("no pitch to export: none is seen (pass include_unseen=True?)")
+    if not np.isfinite(E[rows]).all():
+        raise ValueError("E has non-finite values in rows to export")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vectors_path, metadata_path = folder / "vectors.tsv", folder / "metadata.tsv"
+    np.savetxt(vectors_path, E[rows], fmt="%.8g", delimiter="\t")
+    meta = pd.DataFrame({
+        "name": [note_name(p) for p in rows],
+        "pitch": rows,
+        "pitch_class": [NOTE_NAMES[p % 12] for p in rows],
+        "octave": rows // 12 - 1,
+        "count": counts[rows].astype(np.int64),
+        "seen": seen[rows],
+    })
+    meta.to_csv(metadata_path, sep="\t", index=False, lineterminator="\n")
+    return vectors_path, metadata_path
