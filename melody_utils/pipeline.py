@@ -131,7 +131,7 @@ def run_main(args: argparse.Namespace) -> None:
                  "device": result.device, "train_seconds": total_seconds,
                  "history": history.to_dict(orient="records"),
                  "test_metrics": metrics,
-                 "baselines": table.drop(index="MelodyLSTM").to_dict(orient="index"),
+                 "baselines": _json_table(table.drop(index="MelodyLSTM")),
                  "split_summary": prep.summary().to_dict(orient="index")})
     stem = save_checkpoint(out / "checkpoints" / f"melody_lstm_{_slug(prep.source)}", model,
                            prep.normalizer, meta)
@@ -149,6 +149,12 @@ def run_main(args: argparse.Namespace) -> None:
     if not args.no_music:
         write_music(model, prep, out / "music")
     print(f"\ndone in {time.perf_counter() - t_start:.0f}s")
+
+
+def _json_table(table: pd.DataFrame) -> dict:
+    """``{row: {column: value}}`` with NaN as None, so the JSON sidecar stays strict JSON."""
+    return {str(k): {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
+            for k, row in table.iterrows()}
 
 
 def _slug(source: str) -> str:
