@@ -62,7 +62,7 @@ class TrainConfig:
 
 #: Named profiles. ``default`` is what ``make run`` and the pretrained checkpoint use.
 PROFILES: dict[str, TrainConfig] = {
-    "default": TrainConfig(epochs=10),
+    "default": TrainConfig(epochs=5),
     "fast": TrainConfig(epochs=2, max_steps_per_epoch=4, batch_size=64, warmup_steps=2,
                         eval_batch_size=512),
 }
