@@ -434,3 +434,65 @@ def export_projector_tsv(E: np.ndarray, counts: np.ndarray, folder: str | Path,
     })
     meta.to_csv(metadata_path, sep="\t", index=False, lineterminator="\n")
     return vectors_path, metadata_path
+
+
+# --------------------------------------------------------------------------- plots
+
+def plot_pitch_scatter(coords: np.ndarray, pitches: Iterable[int], color_by: str = "pitch_class",
+                       ax=None, annotate: bool = True, title: str | None = None,
+                       s: float = 60.0):
+    """Scatter a 2-D or 3-D projection of pitch vectors, one labelled point per pitch.
+
+    Introduced in notebook 04 for PCA and t-SNE pictures of the embedding. ``coords``
+    is ``(n, 2)`` or ``(n, 3)`` (e.g. ``PCA(2).fit_transform(E[mask])``) and row ``i``
+    belongs to MIDI pitch ``pitches[i]``; each point is labelled with its note name
+    (``"C#4"``) when ``annotate``.
+
+    ``color_by`` is ``"pitch_class"`` (12 colours from the cyclic ``hsv`` map, so
+    C and B are neighbouring hues; legend C..B) or ``"octave"`` (``viridis``, one
+    colour per octave present, legend ``octave 2`` ...). A 3-D ``coords`` needs a 3-D
+    ``ax`` (``projection="3d"``); with ``ax=None`` a suitable one is made.
+
+    Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    coords = np.asarray(coords, dtype=np.float64)
+    pitches = np.asarray(list(pitches), dtype=np.int64)
+    if coords.ndim != 2 or coords.shape[1] not in (2, 3):
+        raise ValueError(f"coords must be (n, 2) or (n, 3), got shape {coords.shape}")
+    if len(pitches) != len(coords):
+        raise ValueError(f"got {len(coords)} points but {len(pitches)} pitches")
+    if len(pitches) and (pitches.min() < 0 or pitches.max() > 127):
+        raise ValueError("pitches must lie in 0..127")
+    if color_by == "pitch_class":
+        keys = pitches % 12
+        cmap = plt.get_cmap("hsv")
+        colour_of = {k: cmap(k / 12) for k in range(12)}
+        label_of = {k: NOTE_NAMES[k] for k in range(12)}
+    elif color_by == "octave":
+        keys = pitches // 12 - 1
+        present = sorted(set(keys.tolist()))
+        cmap = plt.get_cmap("viridis")
+        colour_of = {k: cmap(i / max(len(present) - 1, 1)) for i, k in enumerate(present)}
+        label_of = {k: f"octave {k}" for k in present}
+    else:
+        raise ValueError(f"color_by must be 'pitch_class' or 'octave', got {color_by!r}")
+    three_d = coords.shape[1] == 3
+    if ax is None:
+        fig = plt.figure(figsize=(7, 6))
+        ax = fig.add_subplot(projection="3d" if three_d else None)
+    if three_d and getattr(ax, "name", "") != "3d":
+        raise ValueError("3-D coords need an axes made with projection='3d'")
+    for k in sorted(set(keys.tolist())):
+        sel = keys == k
+        ax.scatter(*coords[sel].T, color=colour_of[k], s=s, label=label_of[k],
+                   edgecolor="black", linewidth=0.4)
+    if annotate:
+        for xyz, p in zip(coords, pitches, strict=True):
+            ax.text(*xyz, f" {note_name(int(p))}", fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
+              title=color_by.replace("_", " "))
+    if title:
+        ax.set_title(title)
+    return ax

@@ -296,3 +296,50 @@ def test_export_projector_tsv(tmp_path, E, mask):
     assert len(full) == 128 and full["seen"].sum() == 49
     assert np.loadtxt(tmp_path / "all" / "vectors.tsv", delimiter="\t").shape == (128, 96)
     assert full.loc[61, "name"] == "C#4" and not full.loc[0, "seen"]
+
+
+# --------------------------------------------------------------------------- plots
+
+def test_plot_pitch_scatter_2d_and_3d():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from melody_utils.embeddings import plot_pitch_scatter
+
+    pitches = np.array([60, 61, 72, 48, 67])
+    xy = np.arange(10, dtype=float).reshape(5, 2)
+    ax = plot_pitch_scatter(xy, pitches, color_by="pitch_class", title="t")
+    # one scatter per pitch class present, points where they were given
+    by_label = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(),
+                                                ax.get_legend().legend_handles, strict=True)}
+    assert list(by_label) == ["C", "C#", "G"]
+    offsets = {c.get_label(): c.get_offsets() for c in ax.collections}
+    np.testing.assert_array_equal(offsets["C"], xy[[0, 2, 3]])
+    np.testing.assert_array_equal(offsets["G"], xy[[4]])
+    c_colour = ax.collections[0].get_facecolor()[0]
+    assert tuple(c_colour) == pytest.approx(to_rgba(plt.get_cmap("hsv")(0.0)))
+    texts = sorted(t.get_text().strip() for t in ax.texts)
+    assert texts == ["C#4", "C3", "C4", "C5", "G4"]
+    assert ax.get_title() == "t"
+
+    octave = plot_pitch_scatter(xy, pitches, color_by="octave", annotate=False)
+    assert [t.get_text() for t in octave.get_legend().get_texts()] == [
+        "octave 3", "octave 4", "octave 5"]
+    assert not octave.texts
+    np.testing.assert_array_equal(octave.collections[1].get_offsets(), xy[[0, 1, 4]])
+
+    xyz = np.arange(15, dtype=float).reshape(5, 3)
+    ax3 = plot_pitch_scatter(xyz, pitches)
+    assert ax3.name == "3d" and len(ax3.texts) == 5
+    with pytest.raises(ValueError, match="projection='3d'"):
+        plot_pitch_scatter(xyz, pitches, ax=plt.subplots()[1])
+    with pytest.raises(ValueError, match="color_by"):
+        plot_pitch_scatter(xy, pitches, color_by="key")
+    with pytest.raises(ValueError, match="5 points but 4"):
+        plot_pitch_scatter(xy, pitches[:4])
+    with pytest.raises(ValueError, match=r"\(n, 2\) or \(n, 3\)"):
+        plot_pitch_scatter(np.zeros((5, 4)), pitches)
+    plt.close("all")
