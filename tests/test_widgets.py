@@ -1,0 +1,190 @@
+"""The generation UI, driven the way a user drives it: set the controls, click the button.
+
+No Jupyter kernel is needed: the output widget's ``outputs`` are inspected directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import io
+import re
+import wave
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+
+from melody_utils.data import Normalizer
+from melody_utils.generate import primers_from_pieces
+from melody_utils.model import MelodyLSTM
+from melody_utils.widgets import UPLOAD_PREFIX, GenerationUI
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def parts(bach_splits):
+    torch.manual_seed(0)
+    return MelodyLSTM(), Normalizer.fit(bach_splits["train"]), bach_splits["test"]
+
+
+@pytest.fixture
+def ui(parts, monkeypatch):
+    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "builtin")
+    model, normalizer, test = parts
+    ui = GenerationUI(model, normalizer, primers_from_pieces(test[:3]), reference=test,
+                      n_notes=16, sample_rate=8000)
+    return ui
+
+
+def outputs_with(ui: GenerationUI, mime: str) -> list[str]:
+    return [o["data"][mime] for o in ui.output.outputs if mime in o["data"]]
+
+
+def upload(ui: GenerationUI, data: bytes, name: str) -> None:
+    """What the browser does when a file is chosen in the FileUpload widget."""
+    ui.upload.value = ({"name": name, "type": "audio/midi", "size": len(data),
+                        "content": memoryview(data),
+                        "last_modified": datetime.datetime.now(datetime.UTC)},)
+
+
+def test_click_produces_rolls_audio_links_and_stats(ui):
+    ui.primer.value = list(ui.primers)[1]
+    ui.temperature.value = 0.9
+    ui.top_k.value = 20
+    ui.top_p.value = 0.9
+    ui.n_notes.value = 16
+    ui.n_variations.value = 2
+    ui.seed.value = 7
+    ui.generate_button.click()
+
+    assert ui.last_error is None
+    r = ui.last_result
+    assert r is not None and len(r.midi) == 2 and r.seed == 7
+    assert r.settings["top_k"] == 20 and r.settings["top_p"] == pytest.approx(0.9)
+    assert r.settings["temperature"] == pytest.approx(0.9)
+    primer = ui.primers[ui.primer.value]
+    assert r.notes[0]["pitch"].iloc[:32].tolist() == primer["pitch"].iloc[-32:].tolist()
+    assert all(len(t) == 32 + 16 for t in r.notes)
+    assert not ui.generate_button.disabled and "done in" in ui.status.value
+
+    # audio: one finite, audible waveform and one player per variation
+    assert len(ui.last_audio) == 2
+    for w in ui.last_audio:
+        assert np.isfinite(w).all() and 0 < np.abs(w).max() <= 1
+    players = [h for h in outputs_with(ui, "text/html") if "<audio" in h]
+    assert len(players) == 2
+    for html, w in zip(players, ui.last_audio, strict=True):
+        wav = base64.b64decode(re.search(r"data:audio/wav;base64,([A-Za-z0-9+/=]+)",
+                                         html).group(1))
+        with wave.open(io.BytesIO(wav)) as f:
+            assert f.getframerate() == 8000 and f.getnframes() == len(w)
+
+    # MIDI downloads: valid files holding the generated notes
+    links = re.findall(r'<a download="([^"]+)" href="data:audio/midi;base64,([^"]+)"',
+                       "".join(outputs_with(ui, "text/html")))
+    assert len(links) == 2
+    for (name, b64), tab in zip(links, r.notes, strict=True):
+        assert name.endswith(".mid") and "seed7" in name
+        pm = pretty_midi.PrettyMIDI(io.BytesIO(base64.b64decode(b64)))
+        read = np.array(sorted((n.pitch, n.start) for n in pm.instruments[0].notes))
+        want = np.array(sorted(zip(tab["pitch"], tab["start"], strict=True)))
+        assert read.shape == want.shape and (read[:, 0] == want[:, 0]).all()
+        np.testing.assert_allclose(read[:, 1], want[:, 1], atol=0.005)  # MIDI ticks
+
+    # one piano-roll image, and the degeneration table with the real reference
+    (png,) = outputs_with(ui, "image/png")
+    assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+    table = next(h for h in outputs_with(ui, "text/html") if "<table" in h)
+    assert "variation 2" in table and "real (mean of" in table and "pitch-class entropy" in table
+    assert set(ui.last_timings) == {"generate", "audio", "plots", "total"}
+
+
+def test_same_seed_same_notes_through_the_ui(ui):
+    ui.seed.value = 11
+    ui.generate_button.click()
+    first = ui.last_result.notes[0]["pitch"].tolist()
+    ui.generate_button.click()
+    assert ui.last_result.notes[0]["pitch"].tolist() == first
+    ui.seed.value = 12
+    ui.generate_button.click()
+    assert ui.last_result.notes[0]["pitch"].tolist() != first
+
+
+def test_off_positions_of_the_sliders(ui):
+    ui.top_k.value = 0
+    ui.top_p.value = 1.0
+    ui.temperature.value = 0.0
+    assert ui.settings["top_k"] is None and ui.settings["top_p"] is None
+    result = ui.generate()
+    assert result is ui.last_result and result.settings["temperature"] == 0
+
+
+def test_upload_a_midi_file_and_generate_from_it(ui, midi_writer, tmp_path):
+    path = midi_writer(tmp_path / "tune.mid", range(50, 90))  # 40 notes
+    upload(ui, path.read_bytes(), "tune.mid")
+    assert ui.last_error is None and ui.primer.value == UPLOAD_PREFIX + "tune.mid"
+    assert "40 notes" in ui.status.value
+    ui.generate_button.click()
+    assert ui.last_error is None
+    assert ui.last_result.notes[0]["pitch"].iloc[:32].tolist() == list(range(58, 90))
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("garbage", "not a readable MIDI file"),
+    ("empty", "the file is empty"),
+    ("short", "has 10 notes; a primer needs at least 32"),
+    ("drums", "drum-only"),
+])
+def test_bad_uploads_show_a_message(ui, midi_writer, tmp_path, kind, message):
+    if kind == "garbage":
+        data = b"MThd this is not really a MIDI file"
+    elif kind == "empty":
+        data = b""
+    else:
+        path = midi_writer(tmp_path / "x.mid", range(60, 70) if kind == "short" else
+                           [36] * 40, drum=kind == "drums")
+        data = path.read_bytes()
+    before = list(ui.primer.options)
+    upload(ui, data, f"{kind}.mid")                   # must not raise
+    assert message in ui.last_error
+    assert message in ui.status.value
+    assert list(ui.primer.options) == before          # nothing half-added
+    shown = "".join(outputs_with(ui, "text/plain"))
+    assert message in shown and "Traceback" not in shown
+
+
+def test_generation_errors_are_shown_not_raised(parts, monkeypatch):
+    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "builtin")
+    model, normalizer, test = parts
+    short = test[0].notes.iloc[:20]
+    ui = GenerationUI(model, normalizer, {"short": short, "ok": test[0].notes})
+    ui.primer.value = "short"
+    ui.n_notes.value = 4
+    ui.generate_button.click()                        # must not raise
+    assert ui.last_result is None
+    assert "has 20 notes; the model needs at least 32" in ui.last_error
+    shown = "".join(outputs_with(ui, "text/plain"))
+    assert "Could not generate" in shown and "Traceback" not in shown
+    assert not ui.generate_button.disabled
+    # the UI recovers on the next good click
+    ui.primer.value = "ok"
+    assert ui.generate() is not None and ui.last_error is None
+
+
+def test_constructor_accepts_pieces_and_displays(parts):
+    model, normalizer, test = parts
+    ui = GenerationUI(model, normalizer, test[:2])
+    assert list(ui.primers) == [p.id for p in test[:2]]
+    bundle = ui._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    with pytest.raises(ValueError, match="at least one primer"):
+        GenerationUI(model, normalizer, {})
