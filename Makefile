@@ -29,7 +29,8 @@ test: $(STAMP)
 notebooks: $(STAMP)
 	for nb in notebooks/0*.ipynb; do \
 	  $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.timeout=7200 "$$nb" || exit 1; done
+	    --ExecutePreprocessor.timeout=7200 \
+	    --ExecutePreprocessor.record_timing=False "$$nb" || exit 1; done
 
 clean:
 	rm -rf $(VENV) data/cache outputs

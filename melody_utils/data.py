@@ -371,7 +371,7 @@ def load_corpus(source: str | Path = "bach", *, limit: int | None = None,
     kind, files, folder = _resolve_source(source)
     if limit is not None:
         files = files[:limit]
-    label = str(source)
+    label = str(source) if folder is None else f"{folder.name}/"  # no machine paths in reports
     cache_file = cache_dir() / f"{kind}-{_cache_key(kind, files, folder, limit, min_notes)}.npz"
     if use_cache and cache_file.exists():
         try:
