@@ -175,20 +175,22 @@ def write_music(model, prep: Prepared, folder: Path, n_pieces: int = 3, n_notes:
     primers = [p for p in prep.splits["test"] if len(p) >= 32][:n_pieces]
     print(f"\nGenerating {len(primers)} continuations of held-out pieces "
           f"({n_notes} notes, temperature {temperature}, audio: {audio_backend()})")
+    from .metrics import reference_stats
+
+    reference = reference_stats(prep.splits["test"], n_notes)
     for i, piece in enumerate(primers):
-        res = generate(model, prep.normalizer, piece.notes, n_notes, temperature=temperature,
+        res = generate(model, prep.normalizer, piece, n_notes, temperature=temperature,
                        seed=seed + i)
         name = piece.id.replace("/", "_")
         mid = folder / f"{name}_continued.mid"
-        res.midis[0].write(str(mid))
-        write_wav(render(res.midis[0]), folder / f"{name}_continued.wav")
+        res.midi[0].write(str(mid))
+        write_wav(render(res.midi[0]), folder / f"{name}_continued.wav")
         fig, ax = plt.subplots(figsize=(12, 4))
-        plot_piano_roll(res.notes[0], ax=ax, split_at=res.primer_length,
-                        title=f"{piece.id}: primer and generated continuation")
+        plot_piano_roll(res.notes[0], ax=ax, split_at=res.split_at,
+                        title=f"{piece.id}: last 32 notes and the generated continuation")
         fig.savefig(folder / f"{name}_continued.png", dpi=100)
         plt.close(fig)
-        stats = res.stats[0] if hasattr(res, "stats") else {}
-        print(f"  {mid.name}: " + ", ".join(f"{k}={v:.2f}" for k, v in stats.items()
-                                              if isinstance(v, int | float)))
+        print(f"  {mid.name}:")
+        print(res.stats_table(reference).round(3).to_string())
         written.append(mid)
     return written
