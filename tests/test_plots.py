@@ -44,8 +44,9 @@ def test_note_name():
 def test_piano_roll_draws_one_rectangle_per_note():
     notes = _table(10)
     ax = plot_piano_roll(notes, split_at=6)
-    assert len(ax.patches) == 10
-    rgb = [p.get_facecolor()[:3] for p in ax.patches]
+    (notes_drawn,) = ax.collections  # one collection of rectangles, one per note
+    assert len(notes_drawn.get_paths()) == 10
+    rgb = [tuple(c[:3]) for c in notes_drawn.get_facecolor()]
     assert rgb.count(to_rgba("tab:orange")[:3]) == 4
 
 
