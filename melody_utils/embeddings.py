@@ -8,6 +8,8 @@ notes (e.g. C# near C)". This module turns that claim into measurements that can
   of the interval between them (1 = semitone, 7 = fifth, 12 = octave);
 * :func:`linear_probe` -- can a linear classifier read the pitch class or the octave
   off the vector (cross-validated, with its chance level)?
+* :func:`learned_update` -- the trained table minus its (weight-decayed) random start:
+  what the gradients wrote, to analyse on its own;
 * :func:`compare_with_controls` -- every measure again on two controls: the same
   architecture's **untrained** embedding (:func:`random_init_embedding`) and the
   trained vectors with their pitch labels **permuted** among the seen pitches
@@ -305,6 +307,54 @@ def permuted_embedding(E: np.ndarray, mask: np.ndarray | None, seed: int) -> np.
     out = E.copy()
     out[idx] = E[np.random.default_rng(seed).permutation(idx)]
     return out
+
+
+def learned_update(E: np.ndarray, E_init: np.ndarray, mask: np.ndarray,
+                   rtol: float = 1e-4) -> tuple[np.ndarray, float]:
+    """Split a trained table into its decayed starting point and what training wrote.
+
+    ``E = r * E_init + L``. With AdamW (decoupled weight decay), every step multiplies
+    every parameter by ``1 - lr * weight_decay`` and then adds the optimizer's update, so
+    after training each row is its initial value times the same factor ``r`` plus the
+    (decayed) sum of its updates ``L``. A row that never received a gradient (an unseen
+    pitch) is exactly ``r * E_init``; ``r`` is measured there, the same for every row.
+    ``L`` is then what the gradients wrote into the table: zero (up to float rounding)
+    on unseen rows, and the part of a seen row that owes nothing to the random start.
+
+    Args:
+        E: the trained table, ``(vocab, dim)``.
+        E_init: the table training started from (:func:`random_init_embedding` with the
+            training seed).
+        mask: the seen pitches (:func:`seen_mask`); the rows outside it must exist.
+        rtol: how far an unseen row may stray from ``r * E_init`` (relative to its norm).
+
+    Returns:
+        ``(L, r)``, ``L`` with the shape of ``E``.
+
+    Raises:
+        ValueError: no unseen row to measure ``r`` on, or unseen rows that are not one
+            common multiple of ``E_init`` (another start, e.g. a wrong seed, or an
+            optimizer without decoupled weight decay): the split does not apply.
+    """
+    E, mask = _prepare(E, mask, min_seen=0)
+    E_init = np.asarray(E_init, dtype=np.float64)
+    if E_init.shape != E.shape:
+        raise ValueError(f"E_init must have the shape of E {E.shape}, got {E_init.shape}")
+    unseen = np.flatnonzero(~mask)
+    if len(unseen) == 0:
+        raise ValueError("every pitch is seen: no untouched row to measure the decay on")
+    A, B = E[unseen], E_init[unseen]
+    if not (np.isfinite(A).all() and np.isfinite(B).all()):
+        raise ValueError("E and E_init must be finite on the unseen rows")
+    r = float((A * B).sum() / (B * B).sum())
+    resid = np.linalg.norm(A - r * B, axis=1) / np.maximum(np.linalg.norm(A, axis=1), 1e-300)
+    if resid.max() > rtol:
+        worst = int(unseen[np.argmax(resid)])
+        raise ValueError(f"unseen row {worst} ({note_name(worst)}) is not {r:.6g} x its "
+                         f"initial value (relative residual {resid.max():.2g} > {rtol:g}): "
+                         "E was not trained from E_init with decoupled weight decay "
+                         "(wrong seed?)")
+    return E - r * E_init, r
 
 
 def _as_series(value: float | Mapping | pd.Series) -> pd.Series:

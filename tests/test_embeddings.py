@@ -15,6 +15,7 @@ from melody_utils.embeddings import (
     cosine_similarity_matrix,
     embedding_table,
     export_projector_tsv,
+    learned_update,
     linear_probe,
     nearest_neighbours,
     permuted_embedding,
@@ -211,6 +212,50 @@ def test_permuted_embedding_keeps_vectors_destroys_structure(E, mask):
     after = similarity_by_interval(P, mask)["mean"]
     assert before[7] - after[7] > 0.4 and before[12] - after[12] > 0.4
     assert after.max() - after.min() < 0.3  # the interval profile flattens
+
+
+def test_learned_update_recovers_what_training_wrote(E, mask):
+    E0 = random_init_embedding(3)
+    L_true = np.where(mask[:, None], 0.2 * E, 0.0)
+    trained = 0.97 * E0 + L_true
+    L, r = learned_update(trained, E0, mask)
+    assert r == pytest.approx(0.97, rel=1e-12)
+    np.testing.assert_allclose(L, L_true, atol=1e-12)
+    # The update carries the structure the raw table hides under its random start.
+    assert similarity_by_interval(L, mask)["mean"][12] > 0.8
+    assert abs(similarity_by_interval(trained, mask)["mean"][12]) < 0.2
+
+    # A real AdamW run: an Embedding whose rows 1 and 3 are never looked up.
+    torch.manual_seed(5)
+    emb = torch.nn.Embedding(6, 4)
+    start = emb.weight.detach().numpy().astype(np.float64).copy()
+    opt = torch.optim.AdamW(emb.parameters(), lr=0.05, weight_decay=0.1)
+    for _ in range(20):
+        opt.zero_grad()
+        emb(torch.tensor([0, 2, 4, 5])).pow(2).sum().backward()
+        opt.step()
+    seen_rows = np.array([True, False, True, False, True, True])
+    L, r = learned_update(emb.weight.detach().numpy(), start, seen_rows)
+    assert r == pytest.approx((1 - 0.05 * 0.1) ** 20, rel=1e-5)
+    np.testing.assert_allclose(L[~seen_rows], 0.0, atol=1e-6)
+    assert np.abs(L[seen_rows]).min() > 1e-3
+    # Adam with coupled L2 decay moves unseen rows by non-proportional steps: refused.
+    emb = torch.nn.Embedding(6, 4)
+    start = emb.weight.detach().numpy().astype(np.float64).copy()
+    opt = torch.optim.Adam(emb.parameters(), lr=0.05, weight_decay=0.1)
+    for _ in range(5):
+        opt.zero_grad()
+        emb(torch.tensor([0, 2, 4, 5])).pow(2).sum().backward()
+        opt.step()
+    with pytest.raises(ValueError, match="decoupled weight decay"):
+        learned_update(emb.weight.detach().numpy(), start, seen_rows)
+
+    with pytest.raises(ValueError, match="wrong seed"):
+        learned_update(trained, random_init_embedding(4), mask)
+    with pytest.raises(ValueError, match="every pitch is seen"):
+        learned_update(trained, E0, np.ones(128, dtype=bool))
+    with pytest.raises(ValueError, match="shape"):
+        learned_update(trained, E0[:, :5], mask)
 
 
 def test_compare_with_controls_separates_real_from_random(E, mask):
