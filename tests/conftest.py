@@ -41,6 +41,21 @@ def write_midi(path: Path, pitches, *, step: float = 0.25, duration: float = 0.2
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module on one torch thread, then restore the setting.
+
+    Tiny generation batches gain nothing from more threads, and on a shared 2-core
+    machine a second OpenMP thread makes every step many times slower.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def midi_writer():
     return write_midi

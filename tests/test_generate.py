@@ -35,13 +35,8 @@ COLUMNS = ["pitch", "start", "end", "step", "duration", "velocity", "generated"]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: these tiny batches gain nothing from more, and on a shared
-    machine a second OpenMP thread makes every step many times slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_torch_thread):
+    """These tiny batches run on one torch thread (see conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

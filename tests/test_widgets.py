@@ -23,11 +23,8 @@ from melody_utils.widgets import UPLOAD_PREFIX, GenerationUI
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_torch_thread):
+    """These tiny batches run on one torch thread (see conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")
