@@ -541,8 +541,8 @@ def plot_pitch_scatter(coords: np.ndarray, pitches: Iterable[int], color_by: str
     if annotate:
         for xyz, p in zip(coords, pitches, strict=True):
             ax.text(*xyz, f" {note_name(int(p))}", fontsize=7)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
-              title=color_by.replace("_", " "))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.15 if three_d else 1.02, 1.0),
+              fontsize="small", title=color_by.replace("_", " "))  # 3-D: clear of the z label
     if title:
         ax.set_title(title)
     return ax
