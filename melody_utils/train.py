@@ -330,6 +330,7 @@ def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
 def plot_history(history: pd.DataFrame, title: str | None = None):
     """Loss curves per head (train vs validation) and accuracy, as one figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if len(history) == 0:
         raise ValueError("empty history: nothing to plot")
@@ -351,6 +352,8 @@ def plot_history(history: pd.DataFrame, title: str | None = None):
     ax.set_title("pitch accuracy")
     ax.set_xlabel("epoch")
     ax.legend()
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
