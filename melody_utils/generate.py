@@ -379,7 +379,16 @@ def generate(model: MelodyLSTM, normalizer: Normalizer, primer: pd.DataFrame | P
                             str(device))
 
 
-def primers_from_pieces(pieces: Sequence[Piece], min_notes: int = SEQ_LEN
-                        ) -> dict[str, pd.DataFrame]:
-    """``{piece id: note table}`` of the pieces long enough to prime the model."""
-    return {p.id: p.notes for p in pieces if len(p.notes) >= min_notes}
+def primers_from_pieces(pieces: Sequence[Piece], min_notes: int = SEQ_LEN,
+                        n_notes: int | None = 2 * SEQ_LEN) -> dict[str, pd.DataFrame]:
+    """``{piece id: note table}`` of the pieces long enough to prime the model.
+
+    Each primer is the piece's opening ``n_notes`` notes (``None``: the whole piece).
+    Generation continues from a primer's last 32 notes, so the default of 64 puts the
+    context in the middle of the chorale's first phrases rather than after its final
+    cadence.
+    """
+    if n_notes is not None and n_notes < min_notes:
+        raise ValueError(f"n_notes ({n_notes}) must be at least min_notes ({min_notes})")
+    return {p.id: p.notes.iloc[:n_notes].reset_index(drop=True) for p in pieces
+            if len(p.notes) >= min_notes}

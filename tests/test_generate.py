@@ -387,10 +387,17 @@ def test_real_chorales_are_not_degenerate(bach_splits):
 
 def test_primers_from_pieces_skips_short(bach_splits):
     pieces = bach_splits["test"][:3]
-    primers = primers_from_pieces(pieces, min_notes=10_000)
+    primers = primers_from_pieces(pieces, min_notes=10_000, n_notes=None)
     assert primers == {}
     primers = primers_from_pieces(pieces)
     assert list(primers) == [p.id for p in pieces]
+    # the opening 64 notes: the context sits mid-chorale, not after the final cadence
+    first = pieces[0].notes
+    pd.testing.assert_frame_equal(primers[pieces[0].id], first.iloc[:64].reset_index(drop=True))
+    whole = primers_from_pieces(pieces, n_notes=None)
+    assert len(whole[pieces[0].id]) == len(first)
+    with pytest.raises(ValueError, match="at least min_notes"):
+        primers_from_pieces(pieces, n_notes=10)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
