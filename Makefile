@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test lint notebooks clean help
 
 help:
-	@echo "make run        train on the Bach chorales, write outputs/ (checkpoint, curves, music)"
+	@echo "make run        train on the Bach chorales, write outputs/ (ARGS=\"--source DIR\" etc.)"
 	@echo "make test       ruff + pytest + every notebook through nbval (MELODY_FAST=1)"
 	@echo "make notebooks  re-execute every notebook in full mode and save its outputs"
 
@@ -20,7 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m melody_utils run
+	$(PY) -m melody_utils run $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m ruff check melody_utils tests benchmarks
