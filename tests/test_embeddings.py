@@ -214,6 +214,18 @@ def test_permuted_embedding_keeps_vectors_destroys_structure(E, mask):
     assert after.max() - after.min() < 0.3  # the interval profile flattens
 
 
+
+def _train_rows(optimizer, steps: int):
+    """Train a 6x4 Embedding whose rows 1 and 3 are never looked up; (weight, start)."""
+    emb = torch.nn.Embedding(6, 4)
+    start = emb.weight.detach().numpy().astype(np.float64).copy()
+    opt = optimizer(emb.parameters(), lr=0.05, weight_decay=0.1)
+    for _ in range(steps):
+        opt.zero_grad()
+        emb(torch.tensor([0, 2, 4, 5])).pow(2).sum().backward()
+        opt.step()
+    return emb.weight.detach().numpy(), start
+
 def test_learned_update_recovers_what_training_wrote(E, mask):
     E0 = random_init_embedding(3)
     L_true = np.where(mask[:, None], 0.2 * E, 0.0)
@@ -227,28 +239,16 @@ def test_learned_update_recovers_what_training_wrote(E, mask):
 
     # A real AdamW run: an Embedding whose rows 1 and 3 are never looked up.
     torch.manual_seed(5)
-    emb = torch.nn.Embedding(6, 4)
-    start = emb.weight.detach().numpy().astype(np.float64).copy()
-    opt = torch.optim.AdamW(emb.parameters(), lr=0.05, weight_decay=0.1)
-    for _ in range(20):
-        opt.zero_grad()
-        emb(torch.tensor([0, 2, 4, 5])).pow(2).sum().backward()
-        opt.step()
+    weight, start = _train_rows(torch.optim.AdamW, steps=20)
     seen_rows = np.array([True, False, True, False, True, True])
-    L, r = learned_update(emb.weight.detach().numpy(), start, seen_rows)
+    L, r = learned_update(weight, start, seen_rows)
     assert r == pytest.approx((1 - 0.05 * 0.1) ** 20, rel=1e-5)
     np.testing.assert_allclose(L[~seen_rows], 0.0, atol=1e-6)
     assert np.abs(L[seen_rows]).min() > 1e-3
     # Adam with coupled L2 decay moves unseen rows by non-proportional steps: refused.
-    emb = torch.nn.Embedding(6, 4)
-    start = emb.weight.detach().numpy().astype(np.float64).copy()
-    opt = torch.optim.Adam(emb.parameters(), lr=0.05, weight_decay=0.1)
-    for _ in range(5):
-        opt.zero_grad()
-        emb(torch.tensor([0, 2, 4, 5])).pow(2).sum().backward()
-        opt.step()
+    weight, start = _train_rows(torch.optim.Adam, steps=5)
     with pytest.raises(ValueError, match="decoupled weight decay"):
-        learned_update(emb.weight.detach().numpy(), start, seen_rows)
+        learned_update(weight, start, seen_rows)
 
     with pytest.raises(ValueError, match="wrong seed"):
         learned_update(trained, random_init_embedding(4), mask)
