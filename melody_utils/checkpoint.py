@@ -39,7 +39,6 @@ def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a trained model's numbers."""
     import music21
     import numpy
-    import pretty_midi  # noqa: F401  (imported to make sure it is there)
 
     from . import __version__
 
