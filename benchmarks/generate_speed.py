@@ -36,15 +36,26 @@ import torch
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--notes", type=int, default=128, help="notes generated per variation")
-    ap.add_argument("--variations", type=int, nargs="+", default=[1, 16],
-                    help="batch sizes (variations) to time")
-    ap.add_argument("--threads", type=int, nargs="+", default=None,
-                    help="torch intra-op thread counts to time (default: torch's own)")
+    ap.add_argument(
+        "--variations",
+        type=int,
+        nargs="+",
+        default=[1, 16],
+        help="batch sizes (variations) to time",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=None,
+        help="torch intra-op thread counts to time (default: torch's own)",
+    )
     ap.add_argument("--runs", type=int, default=5, help="timed runs per measurement")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     ap.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    ap.add_argument("--checkpoint", default=None,
-                    help="checkpoint path (default: the committed one, if any)")
+    ap.add_argument(
+        "--checkpoint", default=None, help="checkpoint path (default: the committed one, if any)"
+    )
     ap.add_argument("--no-ui", action="store_true", help="skip the full UI-click timing")
     ap.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = ap.parse_args(argv)
@@ -72,9 +83,11 @@ def load_model(checkpoint: str | None, device: str):
         torch.manual_seed(0)
         model = MelodyLSTM().to(device)
         normalizer = Normalizer.fit(splits["train"])
-        what = (f"UNTRAINED MelodyLSTM, normalizer fitted on {len(splits['train'])} "
-                f"chorales (no checkpoint: {type(exc).__name__}: {exc}); "
-                f"speed does not depend on the weights")
+        what = (
+            f"UNTRAINED MelodyLSTM, normalizer fitted on {len(splits['train'])} "
+            f"chorales (no checkpoint: {type(exc).__name__}: {exc}); "
+            f"speed does not depend on the weights"
+        )
     return model.eval(), normalizer, primer, what
 
 
@@ -97,47 +110,79 @@ def main(argv: list[str] | None = None) -> int:
     model, normalizer, primer, what = load_model(args.checkpoint, args.device)
     threads = args.threads or [torch.get_num_threads()]
     print(f"model:   {what}")
-    print(f"primer:  {primer.id} ({len(primer)} notes); device {args.device}; "
-          f"torch {torch.__version__}; audio backend {audio_backend()}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} "
-          f"logical CPUs; median of {args.runs} runs after {args.warmup} warm-up\n")
+    print(
+        f"primer:  {primer.id} ({len(primer)} notes); device {args.device}; "
+        f"torch {torch.__version__}; audio backend {audio_backend()}"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} "
+        f"logical CPUs; median of {args.runs} runs after {args.warmup} warm-up\n"
+    )
 
     rows = []
 
     def add(n_threads: int, what: str, batch: int, times: list[float], notes: int) -> None:
         med = statistics.median(times)
-        rows.append({"threads": n_threads, "measurement": what, "variations": batch,
-                     "notes": notes, "median_s": med, "min_s": min(times),
-                     "max_s": max(times), "notes_per_s": notes * batch / med,
-                     "ms_per_step": 1000 * med / notes})
+        rows.append(
+            {
+                "threads": n_threads,
+                "measurement": what,
+                "variations": batch,
+                "notes": notes,
+                "median_s": med,
+                "min_s": min(times),
+                "max_s": max(times),
+                "notes_per_s": notes * batch / med,
+                "ms_per_step": 1000 * med / notes,
+            }
+        )
         r = rows[-1]
-        print(f"{n_threads:>7} {what:<13} {batch:>4} {notes:>5} {med:>9.3f} "
-              f"{min(times):>7.3f} {max(times):>7.3f} {r['notes_per_s']:>9.0f} "
-              f"{r['ms_per_step']:>8.1f}", flush=True)
+        print(
+            f"{n_threads:>7} {what:<13} {batch:>4} {notes:>5} {med:>9.3f} "
+            f"{min(times):>7.3f} {max(times):>7.3f} {r['notes_per_s']:>9.0f} "
+            f"{r['ms_per_step']:>8.1f}",
+            flush=True,
+        )
 
-    print(f"{'threads':>7} {'measurement':<13} {'var':>4} {'notes':>5} {'median s':>9} "
-          f"{'min s':>7} {'max s':>7} {'notes/s':>9} {'ms/step':>8}")
+    print(
+        f"{'threads':>7} {'measurement':<13} {'var':>4} {'notes':>5} {'median s':>9} "
+        f"{'min s':>7} {'max s':>7} {'notes/s':>9} {'ms/step':>8}"
+    )
     old = torch.get_num_threads()
     try:
         for n_threads in threads:
             torch.set_num_threads(n_threads)
             for batch in args.variations:
-                times = timed(lambda s, b=batch: generate(model, normalizer, primer,
-                                                          args.notes, n_variations=b, seed=s),
-                              args.runs, args.warmup)
+                times = timed(
+                    lambda s, b=batch: generate(
+                        model, normalizer, primer, args.notes, n_variations=b, seed=s
+                    ),
+                    args.runs,
+                    args.warmup,
+                )
                 add(n_threads, "generate", batch, times, args.notes)
 
             def click_to_audio(seed: int) -> bytes:
                 result = generate(model, normalizer, primer, args.notes, seed=seed)
                 return wav_bytes(render(result.midi[0]))
 
-            add(n_threads, "click->audio", 1, timed(click_to_audio, args.runs, args.warmup),
-                args.notes)
+            add(
+                n_threads,
+                "click->audio",
+                1,
+                timed(click_to_audio, args.runs, args.warmup),
+                args.notes,
+            )
             if not args.no_ui:
                 from melody_utils.widgets import GenerationUI
 
-                ui = GenerationUI(model, normalizer, {primer.id: primer.notes},
-                                  n_notes=args.notes, cpu_threads=None)
+                ui = GenerationUI(
+                    model,
+                    normalizer,
+                    {primer.id: primer.notes},
+                    n_notes=args.notes,
+                    cpu_threads=None,
+                )
 
                 def ui_click(seed: int, ui: GenerationUI = ui) -> None:
                     ui.seed.value = seed
@@ -145,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                     if ui.last_error:
                         raise RuntimeError(ui.last_error)
 
-                add(n_threads, "UI click", 1, timed(ui_click, args.runs, args.warmup),
-                    args.notes)
+                add(n_threads, "UI click", 1, timed(ui_click, args.runs, args.warmup), args.notes)
     finally:
         torch.set_num_threads(old)
 

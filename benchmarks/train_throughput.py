@@ -39,8 +39,9 @@ def bare(device: torch.device, batch: int, steps: int, precision: str) -> float:
     def step():
         with _autocast(device, precision):
             logits, cont = model(p, c, check=False)
-        loss = torch.nn.functional.cross_entropy(logits.float(), tp) + \
-            torch.nn.functional.mse_loss(cont.float(), tc)
+        loss = torch.nn.functional.cross_entropy(logits.float(), tp) + torch.nn.functional.mse_loss(
+            cont.float(), tc
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -61,8 +62,14 @@ def loop(device: torch.device, batch: int, steps: int, precision: str, prep) -> 
     torch.manual_seed(0)
     model = MelodyLSTM()
     val = make_windows(prep.splits["val"][:1], prep.normalizer)
-    cfg = TrainConfig(epochs=2, batch_size=batch, max_steps_per_epoch=steps, warmup_steps=1,
-                      patience=99, precision=precision)
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=batch,
+        max_steps_per_epoch=steps,
+        warmup_steps=1,
+        patience=99,
+        precision=precision,
+    )
     res = train(model, prep.windows["train"], val, cfg, device=device, progress=False)
     return float(res.history["train_windows_per_s"].iloc[-1])
 
@@ -73,11 +80,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     args = ap.parse_args()
     prep = prepare("bach", progress=False)
-    print(f"machine: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    )
     rows = []
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available()
-                                       else [])
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for dev in devices:
         configs = [(args.batch, "fp32")]
         if dev.type == "cuda":
@@ -87,8 +95,10 @@ def main() -> None:
             a = bare(dev, batch, args.steps, precision)
             b = loop(dev, batch, args.steps, precision, prep)
             rows.append((dev.type, batch, precision, a, b, b / a))
-    print(f"\n{'device':6} {'batch':>5} {'prec':>5} {'bare win/s':>11} {'loop win/s':>11} "
-          f"{'loop/bare':>9}")
+    print(
+        f"\n{'device':6} {'batch':>5} {'prec':>5} {'bare win/s':>11} {'loop win/s':>11} "
+        f"{'loop/bare':>9}"
+    )
     for d, bt, pr, a, b, r in rows:
         print(f"{d:6} {bt:5d} {pr:>5} {a:11.0f} {b:11.0f} {r:9.2f}")
 

@@ -15,8 +15,19 @@ from .data import (
 from .model import MelodyLSTM, parameter_table
 
 __all__ = [
-    "BadInputError", "Corpus", "MelodyLSTM", "Normalizer", "Piece", "Windows", "fast_mode",
-    "get_device", "load_checkpoint", "load_corpus", "make_windows", "parameter_table",
-    "seed_everything", "split_pieces",
+    "BadInputError",
+    "Corpus",
+    "MelodyLSTM",
+    "Normalizer",
+    "Piece",
+    "Windows",
+    "fast_mode",
+    "get_device",
+    "load_checkpoint",
+    "load_corpus",
+    "make_windows",
+    "parameter_table",
+    "seed_everything",
+    "split_pieces",
 ]
 __version__ = "0.1.0"

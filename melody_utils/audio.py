@@ -48,10 +48,10 @@ PEAK = 0.9
 BACKENDS = ("fluidsynth", "builtin")
 
 # the built-in synthesizer's voice
-_ATTACK = 0.005                                       # seconds
-_RELEASE = 0.08                                       # seconds after the note ends
+_ATTACK = 0.005  # seconds
+_RELEASE = 0.08  # seconds after the note ends
 _HARMONICS = np.array([1.0, 0.55, 0.3, 0.18, 0.1, 0.06])  # relative amplitudes
-_HARMONIC_DECAY = 1.2                                 # extra decay (1/s) per harmonic number
+_HARMONIC_DECAY = 1.2  # extra decay (1/s) per harmonic number
 
 _SF2_CANDIDATES = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -61,8 +61,13 @@ _SF2_CANDIDATES = (
     "/usr/local/share/soundfonts/default.sf2",
     "/opt/homebrew/share/soundfonts/default.sf2",
 )
-_SF2_FOLDERS = ("/usr/share/sounds/sf2", "/usr/share/soundfonts", "/usr/local/share/soundfonts",
-                "/opt/homebrew/share/soundfonts", "~/.local/share/soundfonts")
+_SF2_FOLDERS = (
+    "/usr/share/sounds/sf2",
+    "/usr/share/soundfonts",
+    "/usr/local/share/soundfonts",
+    "/opt/homebrew/share/soundfonts",
+    "~/.local/share/soundfonts",
+)
 
 
 def find_soundfont() -> Path | None:
@@ -122,17 +127,21 @@ def audio_backend() -> str:
         return "builtin"
     if forced == "fluidsynth":
         if not _fluidsynth_available():
-            raise RuntimeError("MELODY_AUDIO_BACKEND=fluidsynth but FluidSynth is not usable: "
-                               "install libfluidsynth and `pip install pyfluidsynth` (see "
-                               "melody_utils.audio's docstring), or unset the variable")
+            raise RuntimeError(
+                "MELODY_AUDIO_BACKEND=fluidsynth but FluidSynth is not usable: "
+                "install libfluidsynth and `pip install pyfluidsynth` (see "
+                "melody_utils.audio's docstring), or unset the variable"
+            )
         return "fluidsynth"
     if forced not in ("", "auto"):
-        raise ValueError(f"MELODY_AUDIO_BACKEND must be builtin, fluidsynth or auto, "
-                         f"got {forced!r}")
+        raise ValueError(
+            f"MELODY_AUDIO_BACKEND must be builtin, fluidsynth or auto, got {forced!r}"
+        )
     return "fluidsynth" if _fluidsynth_available() else "builtin"
 
 
 # --------------------------------------------------------------------------- synthesis
+
 
 def _pitched_notes(pm: object) -> list:
     return [n for inst in pm.instruments if not inst.is_drum for n in inst.notes]
@@ -168,8 +177,10 @@ def synthesize(pm: object, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     out = np.zeros(int(math.ceil((end + _RELEASE) * sample_rate)) + 1)
     n_rel = max(1, int(_RELEASE * sample_rate))
     release = np.linspace(1.0, 0.0, n_rel)
-    spans = [(int(round(n.start * sample_rate)),
-              max(1, int(round((n.end - n.start) * sample_rate)))) for n in notes]
+    spans = [
+        (int(round(n.start * sample_rate)), max(1, int(round((n.end - n.start) * sample_rate))))
+        for n in notes
+    ]
     # one voice per pitch, as long as its longest note: every note is a slice of it
     longest: dict[int, int] = {}
     for note, (_, n_on) in zip(notes, spans, strict=True):
@@ -178,11 +189,11 @@ def synthesize(pm: object, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     decays = np.exp(-_HARMONIC_DECAY * np.arange(len(_HARMONICS))[:, None] * t[None, :])
     voices = {p: _voice(p, n, sample_rate, decays) for p, n in longest.items()}
     for note, (start, n_on) in zip(notes, spans, strict=True):
-        seg = voices[note.pitch][:n_on + n_rel].copy()
-        seg[n_on:] *= release                   # fade out after the note ends
+        seg = voices[note.pitch][: n_on + n_rel].copy()
+        seg[n_on:] *= release  # fade out after the note ends
         seg *= (max(1, min(127, int(note.velocity))) / 127.0) ** 1.5
         stop = min(len(out), start + len(seg))
-        out[start:stop] += seg[:stop - start]
+        out[start:stop] += seg[: stop - start]
     return _normalize(out)
 
 
@@ -203,8 +214,7 @@ def _check(wave_: np.ndarray, backend: str) -> np.ndarray:
     return wave_
 
 
-def render(pm: object, sample_rate: int = SAMPLE_RATE, backend: str | None = None
-           ) -> np.ndarray:
+def render(pm: object, sample_rate: int = SAMPLE_RATE, backend: str | None = None) -> np.ndarray:
     """Synthesize a ``pretty_midi.PrettyMIDI`` to a mono float32 waveform in [-1, 1].
 
     Args:
@@ -221,10 +231,12 @@ def render(pm: object, sample_rate: int = SAMPLE_RATE, backend: str | None = Non
         ValueError: no pitched notes (nothing to play), a bad sample rate or backend.
         RuntimeError: the synthesizer produced silence or non-finite samples.
     """
-    if not isinstance(sample_rate, int) or isinstance(sample_rate, bool) \
-            or not 1000 <= sample_rate <= 192000:
-        raise ValueError(f"sample_rate must be an integer in 1000..192000 Hz, "
-                         f"got {sample_rate!r}")
+    if (
+        not isinstance(sample_rate, int)
+        or isinstance(sample_rate, bool)
+        or not 1000 <= sample_rate <= 192000
+    ):
+        raise ValueError(f"sample_rate must be an integer in 1000..192000 Hz, got {sample_rate!r}")
     backend = backend or audio_backend()
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -235,23 +247,27 @@ def render(pm: object, sample_rate: int = SAMPLE_RATE, backend: str | None = Non
             sf2 = find_soundfont()
             if sf2 is None:
                 raise RuntimeError("no SoundFont found")
-            wave_ = np.asarray(pm.fluidsynth(fs=sample_rate, synthesizer=str(sf2)),
-                               dtype=np.float64)
+            wave_ = np.asarray(
+                pm.fluidsynth(fs=sample_rate, synthesizer=str(sf2)), dtype=np.float64
+            )
             return _check(_normalize(wave_), "fluidsynth")
         except Exception as exc:
-            warnings.warn(f"FluidSynth failed ({type(exc).__name__}: {exc}); "
-                          f"using the built-in synthesizer", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"FluidSynth failed ({type(exc).__name__}: {exc}); using the built-in synthesizer",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return _check(synthesize(pm, sample_rate), "the built-in synthesizer")
 
 
 # --------------------------------------------------------------------------- output
 
+
 def _as_wave(pm_or_wave: object, sample_rate: int) -> np.ndarray:
     if isinstance(pm_or_wave, np.ndarray):
         wave_ = np.asarray(pm_or_wave, dtype=np.float64)
         if wave_.ndim != 1 or len(wave_) == 0:
-            raise ValueError(f"a waveform must be a non-empty 1-D array, got shape "
-                             f"{wave_.shape}")
+            raise ValueError(f"a waveform must be a non-empty 1-D array, got shape {wave_.shape}")
         if not np.isfinite(wave_).all():
             raise ValueError("the waveform holds NaN or infinite samples")
         return wave_

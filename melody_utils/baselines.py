@@ -57,8 +57,14 @@ PITCH_BASELINES = ("unigram", "bigram", "trigram", "repeat previous")
 #: Baselines that predict the normalized ``[step, duration, velocity]``.
 CONT_BASELINES = ("repeat previous", "training mean")
 BASELINE_NAMES = ("unigram", "bigram", "trigram", "repeat previous", "training mean")
-METRIC_COLUMNS = ("pitch_nll", "pitch_top1", "pitch_top5",
-                  "mse_step", "mse_duration", "mse_velocity")
+METRIC_COLUMNS = (
+    "pitch_nll",
+    "pitch_top1",
+    "pitch_top5",
+    "mse_step",
+    "mse_duration",
+    "mse_velocity",
+)
 
 
 def _as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -72,8 +78,9 @@ def _check_pitches(a: np.ndarray, what: str) -> np.ndarray:
     if not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{what} must hold integer MIDI pitches, got dtype {a.dtype}")
     if a.size and (a.min() < 0 or a.max() >= VOCAB):
-        raise ValueError(f"{what} values must lie in 0..{VOCAB - 1}, "
-                         f"found {int(a.min())}..{int(a.max())}")
+        raise ValueError(
+            f"{what} values must lie in 0..{VOCAB - 1}, found {int(a.min())}..{int(a.max())}"
+        )
     return a.astype(np.int64, copy=False)
 
 
@@ -102,11 +109,17 @@ class Baselines:
 
     names = BASELINE_NAMES
 
-    def __init__(self, alpha: float, unigram_counts: np.ndarray, bigram_counts: np.ndarray,
-                 trigram_counts: np.ndarray, p_repeat: float, cont_mean: np.ndarray):
+    def __init__(
+        self,
+        alpha: float,
+        unigram_counts: np.ndarray,
+        bigram_counts: np.ndarray,
+        trigram_counts: np.ndarray,
+        p_repeat: float,
+        cont_mean: np.ndarray,
+    ):
         if alpha <= 0:
-            raise ValueError(f"alpha must be positive (it keeps every pitch possible), "
-                             f"got {alpha}")
+            raise ValueError(f"alpha must be positive (it keeps every pitch possible), got {alpha}")
         if not 0.0 < p_repeat < 1.0:
             raise ValueError(f"p_repeat must lie strictly between 0 and 1, got {p_repeat}")
         self.alpha = float(alpha)
@@ -119,14 +132,13 @@ class Baselines:
         self._beta = beta
         uni = (self.unigram_counts + beta / VOCAB) / (self.unigram_counts.sum() + beta)
         bi_ctx = self.bigram_counts.sum(axis=1, keepdims=True)
-        self._p1 = uni                                                      # (V,)
+        self._p1 = uni  # (V,)
         self._p2 = (self.bigram_counts + beta * uni[None, :]) / (bi_ctx + beta)  # (V, V)
         self._tri_ctx = self.trigram_counts.sum(axis=2).astype(np.float64)  # (V, V)
 
     # ------------------------------------------------------------------ predictions
 
-    def pitch_distribution(self, name: str, pitch_seq: np.ndarray | torch.Tensor
-                           ) -> np.ndarray:
+    def pitch_distribution(self, name: str, pitch_seq: np.ndarray | torch.Tensor) -> np.ndarray:
         """Probability of each of the 128 next pitches, shape ``(N, 128)``; rows sum to 1.
 
         ``pitch_seq`` is ``(N, L)`` (the windows' input pitches, ``L >= 2``); only its
@@ -142,9 +154,8 @@ class Baselines:
             return self._p2[seq[:, -1]]
         if name == "trigram":
             t, u = seq[:, -2], seq[:, -1]
-            counts = self.trigram_counts[t, u].astype(np.float64)          # (N, V)
-            return (counts + self._beta * self._p2[u]) / (self._tri_ctx[t, u][:, None]
-                                                          + self._beta)
+            counts = self.trigram_counts[t, u].astype(np.float64)  # (N, V)
+            return (counts + self._beta * self._p2[u]) / (self._tri_ctx[t, u][:, None] + self._beta)
         if name == "repeat previous":
             out = np.full((n, VOCAB), (1.0 - self.p_repeat) / (VOCAB - 1))
             out[np.arange(n), seq[:, -1]] = self.p_repeat
@@ -160,8 +171,7 @@ class Baselines:
             return np.broadcast_to(self.cont_mean, (len(cont), 3)).copy()
         if name == "repeat previous":
             return cont[:, -1, :].copy()
-        raise KeyError(f"{name!r} predicts no continuous values; those that do: "
-                       f"{CONT_BASELINES}")
+        raise KeyError(f"{name!r} predicts no continuous values; those that do: {CONT_BASELINES}")
 
     # ------------------------------------------------------------------ metrics
 
@@ -181,32 +191,41 @@ class Baselines:
         target_pitch = _check_pitches(target_pitch, "target_pitch")
         target_cont = target_cont.astype(np.float64, copy=False)
         if target_pitch.shape != (n,) or target_cont.shape != (n, 3):
-            raise ValueError(f"targets must have shapes ({n},) and ({n}, 3), got "
-                             f"{target_pitch.shape} and {target_cont.shape}")
-        table = pd.DataFrame(np.nan, index=pd.Index(self.names, name="baseline"),
-                             columns=list(METRIC_COLUMNS))
+            raise ValueError(
+                f"targets must have shapes ({n},) and ({n}, 3), got "
+                f"{target_pitch.shape} and {target_cont.shape}"
+            )
+        table = pd.DataFrame(
+            np.nan, index=pd.Index(self.names, name="baseline"), columns=list(METRIC_COLUMNS)
+        )
         for name in PITCH_BASELINES:
             nll = top1 = top5 = 0.0
             for a in range(0, n, chunk):
-                probs = self.pitch_distribution(name, pitch_seq[a:a + chunk])
-                tp = target_pitch[a:a + chunk]
+                probs = self.pitch_distribution(name, pitch_seq[a : a + chunk])
+                tp = target_pitch[a : a + chunk]
                 nll -= np.log(probs[np.arange(len(tp)), tp]).sum()
                 top1 += topk_accuracy(probs, tp, 1).sum()
                 top5 += topk_accuracy(probs, tp, 5).sum()
-            table.loc[name, ["pitch_nll", "pitch_top1", "pitch_top5"]] = \
-                [nll / n, top1 / n, top5 / n]
+            table.loc[name, ["pitch_nll", "pitch_top1", "pitch_top5"]] = [
+                nll / n,
+                top1 / n,
+                top5 / n,
+            ]
         for name in CONT_BASELINES:
             mse = ((self.cont_prediction(name, cont_seq) - target_cont) ** 2).mean(axis=0)
             table.loc[name, [f"mse_{f}" for f in CONT_FEATURES]] = mse
         return table
 
     def __repr__(self) -> str:
-        return (f"Baselines(alpha={self.alpha}, train_notes={int(self.unigram_counts.sum())}, "
-                f"p_repeat={self.p_repeat:.3f})")
+        return (
+            f"Baselines(alpha={self.alpha}, train_notes={int(self.unigram_counts.sum())}, "
+            f"p_repeat={self.p_repeat:.3f})"
+        )
 
 
-def fit_baselines(train_pieces: Sequence[Piece], normalizer: Normalizer,
-                  alpha: float = 0.1) -> Baselines:
+def fit_baselines(
+    train_pieces: Sequence[Piece], normalizer: Normalizer, alpha: float = 0.1
+) -> Baselines:
     """Fit every baseline on the training pieces (whole pieces, not windows).
 
     Args:
@@ -225,15 +244,16 @@ def fit_baselines(train_pieces: Sequence[Piece], normalizer: Normalizer,
     kept = [p for p in train_pieces if len(p.notes)]
     if not kept:
         raise ValueError("cannot fit baselines on zero training notes")
-    pitches = [_check_pitches(p.notes["pitch"].to_numpy(np.int64), f"pitches of {p.id}")
-               for p in kept]
+    pitches = [
+        _check_pitches(p.notes["pitch"].to_numpy(np.int64), f"pitches of {p.id}") for p in kept
+    ]
     uni = np.zeros(VOCAB, dtype=np.int64)
-    bi = np.zeros(VOCAB ** 2, dtype=np.int64)
-    tri = np.zeros(VOCAB ** 3, dtype=np.int64)
+    bi = np.zeros(VOCAB**2, dtype=np.int64)
+    tri = np.zeros(VOCAB**3, dtype=np.int64)
     for p in pitches:
         uni += np.bincount(p, minlength=VOCAB)
-        bi += np.bincount(p[:-1] * VOCAB + p[1:], minlength=VOCAB ** 2)
-        tri += np.bincount((p[:-2] * VOCAB + p[1:-1]) * VOCAB + p[2:], minlength=VOCAB ** 3)
+        bi += np.bincount(p[:-1] * VOCAB + p[1:], minlength=VOCAB**2)
+        tri += np.bincount((p[:-2] * VOCAB + p[1:-1]) * VOCAB + p[2:], minlength=VOCAB**3)
     n_trans = int(bi.sum())
     if n_trans == 0:
         raise ValueError("training pieces need at least two notes each for the baselines")
@@ -241,5 +261,6 @@ def fit_baselines(train_pieces: Sequence[Piece], normalizer: Normalizer,
     p_repeat = float(np.clip(repeats / n_trans, 0.5 / n_trans, 1 - 0.5 / n_trans))
     raw = np.concatenate([p.notes[list(CONT_FEATURES)].to_numpy(np.float64) for p in kept])
     cont_mean = normalizer.transform(raw).astype(np.float64).mean(axis=0)
-    return Baselines(alpha, uni, bi.reshape(VOCAB, VOCAB), tri.reshape(VOCAB, VOCAB, VOCAB),
-                     p_repeat, cont_mean)
+    return Baselines(
+        alpha, uni, bi.reshape(VOCAB, VOCAB), tri.reshape(VOCAB, VOCAB, VOCAB), p_repeat, cont_mean
+    )

@@ -42,9 +42,13 @@ def library_versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "music21": music21.__version__,
-            "melody_utils": __version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "music21": music21.__version__,
+        "melody_utils": __version__,
+    }
 
 
 def _stem(path: str | Path) -> Path:
@@ -67,8 +71,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_checkpoint(path: str | Path, model: MelodyLSTM, normalizer: Normalizer,
-                    metadata: dict | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path, model: MelodyLSTM, normalizer: Normalizer, metadata: dict | None = None
+) -> Path:
     """Write ``path.safetensors`` and ``path.json`` atomically; return the stem.
 
     ``metadata`` should carry at least ``source`` and ``split_seed``; the model config,
@@ -79,12 +84,19 @@ def save_checkpoint(path: str | Path, model: MelodyLSTM, normalizer: Normalizer,
     stem = _stem(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = dict(metadata or {})
-    meta.update({"format": FORMAT, "format_version": FORMAT_VERSION,
-                 "model_config": model.config.to_dict(), "normalizer": normalizer.to_dict(),
-                 "versions": library_versions()})
+    meta.update(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model_config": model.config.to_dict(),
+            "normalizer": normalizer.to_dict(),
+            "versions": library_versions(),
+        }
+    )
     atomic_write_bytes(stem.with_suffix(".safetensors"), save(state, {"format": FORMAT}))
-    atomic_write_bytes(stem.with_suffix(".json"),
-                       json.dumps(meta, indent=1, default=_json_default).encode())
+    atomic_write_bytes(
+        stem.with_suffix(".json"), json.dumps(meta, indent=1, default=_json_default).encode()
+    )
     return stem
 
 
@@ -101,20 +113,24 @@ def read_metadata(path: str | Path | None = None) -> dict:
     stem = _stem(path) if path is not None else PRETRAINED
     meta_path = stem.with_suffix(".json")
     if not meta_path.exists():
-        raise FileNotFoundError(f"checkpoint metadata {meta_path.name} not found next to "
-                                f"{stem.name}.safetensors (looked in {meta_path.parent.name}/)")
+        raise FileNotFoundError(
+            f"checkpoint metadata {meta_path.name} not found next to "
+            f"{stem.name}.safetensors (looked in {meta_path.parent.name}/)"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{meta_path.name} is truncated or not JSON ({exc})") from exc
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path.name} is not a melody-lstm checkpoint "
-                              f"(format={meta.get('format')!r})")
+        raise CheckpointError(
+            f"{meta_path.name} is not a melody-lstm checkpoint (format={meta.get('format')!r})"
+        )
     return meta
 
 
-def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu"
-                    ) -> tuple[MelodyLSTM, Normalizer, dict]:
+def load_checkpoint(
+    path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[MelodyLSTM, Normalizer, dict]:
     """Load ``(model, normalizer, metadata)``; the model is in eval mode on ``device``.
 
     With no ``path`` the committed pretrained checkpoint is loaded. ``path`` may name
@@ -128,8 +144,10 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
     stem = _stem(path) if path is not None else PRETRAINED
     weights = stem.with_suffix(".safetensors")
     if not weights.exists():
-        raise FileNotFoundError(f"checkpoint weights {weights.name} not found "
-                                f"(in {weights.parent.name}/); train one with `make run`")
+        raise FileNotFoundError(
+            f"checkpoint weights {weights.name} not found "
+            f"(in {weights.parent.name}/); train one with `make run`"
+        )
     meta = read_metadata(stem)
     try:
         state = load_file(weights)
@@ -139,12 +157,15 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
         model = MelodyLSTM.from_config(meta["model_config"])
         normalizer = Normalizer.from_dict(meta["normalizer"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{stem.name}.json lacks a valid model config or normalizer "
-                              f"({exc})") from exc
+        raise CheckpointError(
+            f"{stem.name}.json lacks a valid model config or normalizer ({exc})"
+        ) from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0:3]
-        raise CheckpointError(f"{weights.name} holds weights of another architecture than "
-                              f"its config describes: {' '.join(first)}") from exc
+        raise CheckpointError(
+            f"{weights.name} holds weights of another architecture than "
+            f"its config describes: {' '.join(first)}"
+        ) from exc
     return model.to(device).eval(), normalizer, meta

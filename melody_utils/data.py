@@ -75,8 +75,14 @@ class Corpus(list):
     shows a summary. Nothing is dropped silently.
     """
 
-    def __init__(self, pieces: Iterable[Piece] = (), skipped: Iterable[tuple[str, str]] = (),
-                 source: str = "", load_seconds: float = float("nan"), from_cache: bool = False):
+    def __init__(
+        self,
+        pieces: Iterable[Piece] = (),
+        skipped: Iterable[tuple[str, str]] = (),
+        source: str = "",
+        load_seconds: float = float("nan"),
+        from_cache: bool = False,
+    ):
         super().__init__(pieces)
         self.skipped: list[tuple[str, str]] = list(skipped)
         self.source = source
@@ -86,8 +92,10 @@ class Corpus(list):
     def report(self, max_rows: int = 20) -> str:
         """A human-readable summary: pieces kept, notes, and every skipped file with its reason."""
         n_notes = sum(len(p) for p in self)
-        lines = [f"{self.source}: {len(self)} pieces, {n_notes:,} notes kept; "
-                 f"{len(self.skipped)} skipped"]
+        lines = [
+            f"{self.source}: {len(self)} pieces, {n_notes:,} notes kept; "
+            f"{len(self.skipped)} skipped"
+        ]
         for file, reason in self.skipped[:max_rows]:
             lines.append(f"  skipped {file}: {reason}")
         if len(self.skipped) > max_rows:
@@ -97,8 +105,10 @@ class Corpus(list):
 
 # --------------------------------------------------------------------------- note tables
 
-def note_table(pitch: Sequence[int], start: Sequence[float], end: Sequence[float],
-               velocity: Sequence[int]) -> pd.DataFrame:
+
+def note_table(
+    pitch: Sequence[int], start: Sequence[float], end: Sequence[float], velocity: Sequence[int]
+) -> pd.DataFrame:
     """Build a sorted note table from parallel arrays (times in seconds).
 
     Notes with ``end <= start`` (grace notes, zero-length MIDI events) cannot be
@@ -118,14 +128,16 @@ def note_table(pitch: Sequence[int], start: Sequence[float], end: Sequence[float
     order = np.lexsort((pitch, start))  # by start, then pitch
     pitch, start, end, velocity = pitch[order], start[order], end[order], velocity[order]
     step = np.diff(start, prepend=start[:1]) if len(start) else start
-    return pd.DataFrame({
-        "pitch": pitch,
-        "start": start,
-        "end": end,
-        "step": step,
-        "duration": end - start,
-        "velocity": np.clip(velocity, 1, 127),
-    })
+    return pd.DataFrame(
+        {
+            "pitch": pitch,
+            "start": start,
+            "end": end,
+            "step": step,
+            "duration": end - start,
+            "velocity": np.clip(velocity, 1, 127),
+        }
+    )
 
 
 def notes_from_midi(midi: str | Path | object) -> pd.DataFrame:
@@ -145,8 +157,9 @@ def notes_from_midi(midi: str | Path | object) -> pd.DataFrame:
         try:
             pm = pretty_midi.PrettyMIDI(str(path))
         except Exception as exc:  # pretty_midi/mido raise many types for bad bytes
-            raise BadInputError(f"corrupt or unreadable MIDI ({type(exc).__name__}: {exc})") \
-                from exc
+            raise BadInputError(
+                f"corrupt or unreadable MIDI ({type(exc).__name__}: {exc})"
+            ) from exc
     else:
         pm = midi
     pitched = [inst for inst in pm.instruments if not inst.is_drum]
@@ -156,8 +169,12 @@ def notes_from_midi(midi: str | Path | object) -> pd.DataFrame:
         if n_drum:
             raise BadInputError(f"drum-only file ({n_drum} drum notes, no pitched notes)")
         raise BadInputError("no notes in file")
-    return note_table([n.pitch for n in notes], [n.start for n in notes],
-                      [n.end for n in notes], [n.velocity for n in notes])
+    return note_table(
+        [n.pitch for n in notes],
+        [n.start for n in notes],
+        [n.end for n in notes],
+        [n.velocity for n in notes],
+    )
 
 
 def notes_from_score(score: object) -> pd.DataFrame:
@@ -192,11 +209,14 @@ def notes_from_score(score: object) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- sources
 
+
 def _bach_files() -> list[Path]:
     from music21 import corpus
 
-    return sorted((Path(p) for p in corpus.getComposer("bach")
-                   if Path(p).suffix in (".mxl", ".xml")), key=lambda p: p.name)
+    return sorted(
+        (Path(p) for p in corpus.getComposer("bach") if Path(p).suffix in (".mxl", ".xml")),
+        key=lambda p: p.name,
+    )
 
 
 def _essen_files() -> list[Path]:
@@ -207,8 +227,7 @@ def _essen_files() -> list[Path]:
 
 
 def _midi_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES
-                  and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
 
 
 def _maestro_splits(folder: Path) -> dict[str, str]:
@@ -236,7 +255,8 @@ def _resolve_source(source: str | Path) -> tuple[str, list[Path], Path | None]:
     folder = Path(source).expanduser()
     if not folder.exists():
         raise FileNotFoundError(
-            f"source {str(source)!r} is neither 'bach', 'essen' nor an existing folder")
+            f"source {str(source)!r} is neither 'bach', 'essen' nor an existing folder"
+        )
     if not folder.is_dir():
         raise NotADirectoryError(f"source {folder} is a file; pass the folder that holds it")
     files = _midi_files(folder)
@@ -245,14 +265,25 @@ def _resolve_source(source: str | Path) -> tuple[str, list[Path], Path | None]:
     return "midi", files, folder
 
 
-def _cache_key(kind: str, files: list[Path], folder: Path | None, limit: int | None,
-               min_notes: int) -> str:
+def _cache_key(
+    kind: str, files: list[Path], folder: Path | None, limit: int | None, min_notes: int
+) -> str:
     import music21
     import pretty_midi
 
     h = hashlib.sha1()
-    h.update(json.dumps([CACHE_VERSION, kind, limit, min_notes, music21.__version__,
-                         getattr(pretty_midi, "__version__", "?")]).encode())
+    h.update(
+        json.dumps(
+            [
+                CACHE_VERSION,
+                kind,
+                limit,
+                min_notes,
+                music21.__version__,
+                getattr(pretty_midi, "__version__", "?"),
+            ]
+        ).encode()
+    )
     for f in files:
         st = f.stat()
         name = f.relative_to(folder).as_posix() if folder else f.name
@@ -266,17 +297,24 @@ def _cache_key(kind: str, files: list[Path], folder: Path | None, limit: int | N
 def _save_cache(path: Path, corpus: Corpus) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     lengths = np.array([len(p) for p in corpus], dtype=np.int64)
-    cat = (pd.concat([p.notes for p in corpus], ignore_index=True) if len(corpus)
-           else pd.DataFrame({c: [] for c in NOTE_COLUMNS}))
+    cat = (
+        pd.concat([p.notes for p in corpus], ignore_index=True)
+        if len(corpus)
+        else pd.DataFrame({c: [] for c in NOTE_COLUMNS})
+    )
     tmp = path.with_suffix(".tmp.npz")
-    columns = {c: cat[c].to_numpy(np.int64 if c in ("pitch", "velocity") else np.float64)
-               for c in NOTE_COLUMNS}
-    np.savez(tmp,
-             ids=np.array([p.id for p in corpus], dtype=str),
-             splits=np.array([p.split or "" for p in corpus], dtype=str),
-             lengths=lengths,
-             skipped=np.array([list(s) for s in corpus.skipped] or np.empty((0, 2)), dtype=str),
-             **columns)
+    columns = {
+        c: cat[c].to_numpy(np.int64 if c in ("pitch", "velocity") else np.float64)
+        for c in NOTE_COLUMNS
+    }
+    np.savez(
+        tmp,
+        ids=np.array([p.id for p in corpus], dtype=str),
+        splits=np.array([p.split or "" for p in corpus], dtype=str),
+        lengths=lengths,
+        skipped=np.array([list(s) for s in corpus.skipped] or np.empty((0, 2)), dtype=str),
+        **columns,
+    )
     os.replace(tmp, path)
 
 
@@ -302,8 +340,7 @@ def _parse_file(kind: str, path: Path, folder: Path | None) -> list[tuple[str, p
     try:
         parsed = converter.parse(path)
     except Exception as exc:
-        raise BadInputError(f"music21 could not parse it ({type(exc).__name__}: {exc})") \
-            from exc
+        raise BadInputError(f"music21 could not parse it ({type(exc).__name__}: {exc})") from exc
     try:
         if kind == "bach":
             return [(f"bach/{path.stem}", notes_from_score(parsed))]
@@ -337,9 +374,14 @@ def _n_workers(n_files: int) -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def load_corpus(source: str | Path = "bach", *, limit: int | None = None,
-                min_notes: int = MIN_NOTES, use_cache: bool = True,
-                progress: bool = True) -> Corpus:
+def load_corpus(
+    source: str | Path = "bach",
+    *,
+    limit: int | None = None,
+    min_notes: int = MIN_NOTES,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> Corpus:
     """Load a corpus as a list of :class:`Piece` (a :class:`Corpus`).
 
     Args:
@@ -363,8 +405,10 @@ def load_corpus(source: str | Path = "bach", *, limit: int | None = None,
         ValueError: no file in the source could be used (the message names the source).
     """
     if min_notes < MIN_NOTES:
-        raise ValueError(f"min_notes must be at least {MIN_NOTES} (a {SEQ_LEN}-note window "
-                         f"plus its target), got {min_notes}")
+        raise ValueError(
+            f"min_notes must be at least {MIN_NOTES} (a {SEQ_LEN}-note window "
+            f"plus its target), got {min_notes}"
+        )
     if limit is not None and limit <= 0:
         raise ValueError(f"limit must be positive, got {limit}")
     t0 = time.perf_counter()
@@ -392,11 +436,20 @@ def load_corpus(source: str | Path = "bach", *, limit: int | None = None,
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(n_workers) as pool:
-            results = list(tqdm(pool.map(_parse_safely, jobs, chunksize=4), total=len(jobs),
-                                desc=f"parsing {kind}", unit="file", disable=not progress))
+            results = list(
+                tqdm(
+                    pool.map(_parse_safely, jobs, chunksize=4),
+                    total=len(jobs),
+                    desc=f"parsing {kind}",
+                    unit="file",
+                    disable=not progress,
+                )
+            )
     else:
-        results = [_parse_safely(j) for j in tqdm(jobs, desc=f"parsing {kind}", unit="file",
-                                                 disable=not progress)]
+        results = [
+            _parse_safely(j)
+            for j in tqdm(jobs, desc=f"parsing {kind}", unit="file", disable=not progress)
+        ]
     for path, result in zip(files, results, strict=True):
         shown = path.relative_to(folder).as_posix() if folder else path.name
         if isinstance(result, str):
@@ -404,14 +457,17 @@ def load_corpus(source: str | Path = "bach", *, limit: int | None = None,
             continue
         for pid, notes in result:
             if len(notes) < min_notes:
-                skipped.append((pid if kind == "essen" else shown,
-                                f"too few notes ({len(notes)} < {min_notes})"))
+                skipped.append(
+                    (
+                        pid if kind == "essen" else shown,
+                        f"too few notes ({len(notes)} < {min_notes})",
+                    )
+                )
                 continue
             pieces.append(Piece(pid, notes, splits.get(pid)))
     if not pieces:
         reasons = "; ".join(f"{f}: {r}" for f, r in skipped[:5])
-        raise ValueError(f"no usable piece in source {label!r} ({len(files)} files; "
-                         f"{reasons})")
+        raise ValueError(f"no usable piece in source {label!r} ({len(files)} files; {reasons})")
     corpus = Corpus(pieces, skipped, source=label)
     if use_cache:
         _save_cache(cache_file, corpus)
@@ -421,19 +477,24 @@ def load_corpus(source: str | Path = "bach", *, limit: int | None = None,
 
 # --------------------------------------------------------------------------- splits
 
-def split_pieces(pieces: Sequence[Piece], seed: int = 0,
-                 fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-                 ) -> dict[str, list[Piece]]:
+
+def split_pieces(
+    pieces: Sequence[Piece], seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> dict[str, list[Piece]]:
     """Split pieces into ``train``/``val``/``test`` by piece (never by window).
 
     A piece whose ``split`` is fixed by its source (MAESTRO's CSV) keeps it; the
     others are shuffled with ``seed`` (in order of their ids, so the result does not
     depend on the input order) and cut by ``fractions``. Same seed, same split.
     """
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(
-            sum(fractions), 1.0, abs_tol=1e-6):
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, "
-                         f"got {fractions}")
+    if (
+        len(fractions) != 3
+        or any(f < 0 for f in fractions)
+        or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6)
+    ):
+        raise ValueError(
+            f"fractions must be three non-negative numbers summing to 1, got {fractions}"
+        )
     ids = [p.id for p in pieces]
     if len(set(ids)) != len(ids):
         raise ValueError("piece ids must be unique")
@@ -458,6 +519,7 @@ def split_pieces(pieces: Sequence[Piece], seed: int = 0,
 
 # --------------------------------------------------------------------------- normalizer
 
+
 class Normalizer:
     """Invertible scaling of ``[step, duration, velocity]``, fitted on the training split.
 
@@ -470,8 +532,13 @@ class Normalizer:
 
     LOG = (True, True, False)
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], eps: float = 1e-3,
-                 degenerate: Sequence[bool] = (False, False, False)):
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        eps: float = 1e-3,
+        degenerate: Sequence[bool] = (False, False, False),
+    ):
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
         self.eps = float(eps)
@@ -485,8 +552,9 @@ class Normalizer:
             return pieces_or_array
         if not len(pieces_or_array):
             raise ValueError("cannot fit a Normalizer on zero pieces")
-        return np.concatenate([p.notes[list(CONT_FEATURES)].to_numpy(np.float64)
-                               for p in pieces_or_array])
+        return np.concatenate(
+            [p.notes[list(CONT_FEATURES)].to_numpy(np.float64) for p in pieces_or_array]
+        )
 
     @classmethod
     def fit(cls, train: Sequence[Piece] | np.ndarray, eps: float = 1e-3) -> Normalizer:
@@ -502,8 +570,9 @@ class Normalizer:
     def _pre(cls, raw: np.ndarray, eps: float) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
         if raw.shape[-1] != 3:
-            raise ValueError(f"expected last dimension 3 (step, duration, velocity), "
-                             f"got shape {raw.shape}")
+            raise ValueError(
+                f"expected last dimension 3 (step, duration, velocity), got shape {raw.shape}"
+            )
         if (raw[..., :2] < 0).any():
             raise ValueError("step and duration must be non-negative")
         out = raw.copy()
@@ -527,9 +596,14 @@ class Normalizer:
 
     def to_dict(self) -> dict:
         """JSON-ready description (stored in checkpoints)."""
-        return {"features": list(CONT_FEATURES), "log_transform": list(self.LOG),
-                "eps": self.eps, "mean": self.mean.tolist(), "std": self.std.tolist(),
-                "degenerate": list(self.degenerate)}
+        return {
+            "features": list(CONT_FEATURES),
+            "log_transform": list(self.LOG),
+            "eps": self.eps,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "degenerate": list(self.degenerate),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Normalizer:
@@ -545,24 +619,28 @@ class Normalizer:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def __repr__(self) -> str:
-        m = ", ".join(f"{f}={a:.3f}±{b:.3f}" for f, a, b in zip(CONT_FEATURES, self.mean,
-                                                                 self.std, strict=True))
+        m = ", ".join(
+            f"{f}={a:.3f}±{b:.3f}"
+            for f, a, b in zip(CONT_FEATURES, self.mean, self.std, strict=True)
+        )
         return f"Normalizer({m}, eps={self.eps})"
 
 
 # --------------------------------------------------------------------------- windows
 
+
 class Windows(NamedTuple):
     """Training examples: 32 input notes and the next (33rd) note as target."""
 
-    pitch_seq: torch.Tensor    # (N, 32) int64
-    cont_seq: torch.Tensor     # (N, 32, 3) float32, normalized
+    pitch_seq: torch.Tensor  # (N, 32) int64
+    cont_seq: torch.Tensor  # (N, 32, 3) float32, normalized
     target_pitch: torch.Tensor  # (N,) int64
     target_cont: torch.Tensor  # (N, 3) float32, normalized
 
 
-def make_windows(pieces: Sequence[Piece], normalizer: Normalizer, seq_len: int = SEQ_LEN,
-                 stride: int = 1) -> Windows:
+def make_windows(
+    pieces: Sequence[Piece], normalizer: Normalizer, seq_len: int = SEQ_LEN, stride: int = 1
+) -> Windows:
     """Cut every piece into windows of ``seq_len`` notes; the target is the next note.
 
     Window ``i`` of a piece holds notes ``i .. i+seq_len-1`` and its target is note
@@ -585,17 +663,23 @@ def make_windows(pieces: Sequence[Piece], normalizer: Normalizer, seq_len: int =
         tp_parts.append(pitch[starts + seq_len])
         tc_parts.append(cont[starts + seq_len])
     if not p_parts:
-        return Windows(torch.empty(0, seq_len, dtype=torch.int64),
-                       torch.empty(0, seq_len, 3), torch.empty(0, dtype=torch.int64),
-                       torch.empty(0, 3))
-    return Windows(torch.from_numpy(np.concatenate(p_parts)),
-                   torch.from_numpy(np.concatenate(c_parts)),
-                   torch.from_numpy(np.concatenate(tp_parts)),
-                   torch.from_numpy(np.concatenate(tc_parts)))
+        return Windows(
+            torch.empty(0, seq_len, dtype=torch.int64),
+            torch.empty(0, seq_len, 3),
+            torch.empty(0, dtype=torch.int64),
+            torch.empty(0, 3),
+        )
+    return Windows(
+        torch.from_numpy(np.concatenate(p_parts)),
+        torch.from_numpy(np.concatenate(c_parts)),
+        torch.from_numpy(np.concatenate(tp_parts)),
+        torch.from_numpy(np.concatenate(tc_parts)),
+    )
 
 
-def split_summary(splits: dict[str, Sequence[Piece]], normalizer: Normalizer | None = None,
-                  seq_len: int = SEQ_LEN) -> pd.DataFrame:
+def split_summary(
+    splits: dict[str, Sequence[Piece]], normalizer: Normalizer | None = None, seq_len: int = SEQ_LEN
+) -> pd.DataFrame:
     """Pieces, notes and windows per split as a small table."""
     rows = []
     for name, pcs in splits.items():

@@ -53,12 +53,15 @@ Measure = Callable[[np.ndarray, np.ndarray], "float | Mapping | pd.Series"]
 
 # --------------------------------------------------------------------------- inputs
 
+
 def embedding_table(model: MelodyLSTM | torch.nn.Module) -> np.ndarray:
     """The pitch embedding of ``model`` as a float64 array ``(vocab, dim)``, e.g. (128, 96)."""
     emb = getattr(model, "embedding", None)
     if not isinstance(emb, torch.nn.Embedding):
-        raise TypeError(f"expected a model with an nn.Embedding attribute 'embedding', got "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            f"expected a model with an nn.Embedding attribute 'embedding', got "
+            f"{type(model).__name__}"
+        )
     return emb.weight.detach().cpu().numpy().astype(np.float64)
 
 
@@ -81,8 +84,9 @@ def seen_mask(counts: np.ndarray, min_count: int = 1) -> np.ndarray:
     return counts >= min_count
 
 
-def _prepare(E: np.ndarray, mask: np.ndarray | None, min_seen: int = 2
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(
+    E: np.ndarray, mask: np.ndarray | None, min_seen: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``E`` (2-D) and ``mask`` (bool, one per row); return float64 E and the mask."""
     E = np.asarray(E, dtype=np.float64)
     if E.ndim != 2:
@@ -91,13 +95,11 @@ def _prepare(E: np.ndarray, mask: np.ndarray | None, min_seen: int = 2
         mask = np.ones(len(E), dtype=bool)
     mask = np.asarray(mask)
     if mask.dtype != bool:
-        raise TypeError("mask must be boolean (use seen_mask(counts)), got dtype "
-                        f"{mask.dtype}")
+        raise TypeError(f"mask must be boolean (use seen_mask(counts)), got dtype {mask.dtype}")
     if mask.shape != (len(E),):
         raise ValueError(f"mask must have shape ({len(E)},), got {mask.shape}")
     if mask.sum() < min_seen:
-        raise ValueError(f"need at least {min_seen} seen pitches, the mask has "
-                         f"{int(mask.sum())}")
+        raise ValueError(f"need at least {min_seen} seen pitches, the mask has {int(mask.sum())}")
     if not np.isfinite(E[mask]).all():
         raise ValueError("E has non-finite values in seen rows")
     return E, mask
@@ -110,6 +112,7 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- similarity
+
 
 def cosine_similarity_matrix(E: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Cosine similarity of every pair of rows, ``(vocab, vocab)``, indexed by pitch.
@@ -125,8 +128,9 @@ def cosine_similarity_matrix(E: np.ndarray, mask: np.ndarray | None = None) -> n
     return out
 
 
-def nearest_neighbours(E: np.ndarray, pitch: int, k: int = 5,
-                       mask: np.ndarray | None = None) -> pd.DataFrame:
+def nearest_neighbours(
+    E: np.ndarray, pitch: int, k: int = 5, mask: np.ndarray | None = None
+) -> pd.DataFrame:
     """The ``k`` seen pitches most cosine-similar to ``pitch`` (itself excluded).
 
     Returns a DataFrame with the columns ``pitch``, ``name`` (e.g. ``"C#4"``),
@@ -138,22 +142,27 @@ def nearest_neighbours(E: np.ndarray, pitch: int, k: int = 5,
     if not 0 <= pitch < len(E):
         raise ValueError(f"pitch must lie in 0..{len(E) - 1}, got {pitch}")
     if not mask[pitch]:
-        raise ValueError(f"pitch {pitch} ({note_name(pitch)}) is not a seen pitch: its "
-                         "vector is still the random initialisation")
+        raise ValueError(
+            f"pitch {pitch} ({note_name(pitch)}) is not a seen pitch: its "
+            "vector is still the random initialisation"
+        )
     sims = cosine_similarity_matrix(E, mask)[pitch]
     sims[pitch] = np.nan
     cand = np.flatnonzero(~np.isnan(sims))
     order = cand[np.lexsort((cand, -sims[cand]))][:k]  # by similarity, ties by pitch
-    return pd.DataFrame({
-        "pitch": order.astype(int),
-        "name": [note_name(p) for p in order],
-        "cosine": sims[order],
-        "interval": (order - pitch).astype(int),
-    })
+    return pd.DataFrame(
+        {
+            "pitch": order.astype(int),
+            "name": [note_name(p) for p in order],
+            "cosine": sims[order],
+            "interval": (order - pitch).astype(int),
+        }
+    )
 
 
-def similarity_by_interval(E: np.ndarray, mask: np.ndarray | None,
-                           max_interval: int = 12) -> pd.DataFrame:
+def similarity_by_interval(
+    E: np.ndarray, mask: np.ndarray | None, max_interval: int = 12
+) -> pd.DataFrame:
     """Mean cosine similarity of pairs of seen pitches ``d`` semitones apart, ``d = 1..max``.
 
     Every pair ``(p, p + d)`` with both pitches seen counts once. Columns: ``name``
@@ -172,18 +181,21 @@ def similarity_by_interval(E: np.ndarray, mask: np.ndarray | None,
         vals = S[p, p + d]
         vals = vals[~np.isnan(vals)]
         n = len(vals)
-        rows.append({
-            "interval": d,
-            "name": INTERVAL_NAMES[d - 1] if d <= 12 else f"{d}st",
-            "mean": vals.mean() if n else np.nan,
-            "std": vals.std(ddof=1) if n > 1 else np.nan,
-            "sem": vals.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan,
-            "n_pairs": n,
-        })
+        rows.append(
+            {
+                "interval": d,
+                "name": INTERVAL_NAMES[d - 1] if d <= 12 else f"{d}st",
+                "mean": vals.mean() if n else np.nan,
+                "std": vals.std(ddof=1) if n > 1 else np.nan,
+                "sem": vals.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan,
+                "n_pairs": n,
+            }
+        )
     return pd.DataFrame(rows).set_index("interval")
 
 
 # --------------------------------------------------------------------------- probes
+
 
 def _labels(pitches: np.ndarray, target: str) -> np.ndarray:
     if target == "pitch_class":
@@ -193,8 +205,14 @@ def _labels(pitches: np.ndarray, target: str) -> np.ndarray:
     raise ValueError(f"target must be 'pitch_class' or 'octave', got {target!r}")
 
 
-def linear_probe(E: np.ndarray, mask: np.ndarray | None, target: str = "pitch_class",
-                 cv: int = 5, seed: int = 0, C: float = 1.0) -> dict:
+def linear_probe(
+    E: np.ndarray,
+    mask: np.ndarray | None,
+    target: str = "pitch_class",
+    cv: int = 5,
+    seed: int = 0,
+    C: float = 1.0,
+) -> dict:
     """Cross-validated accuracy of a linear classifier reading ``target`` off the vectors.
 
     The classifier is scikit-learn's ``StandardScaler`` + ``LogisticRegression`` (L2,
@@ -236,16 +254,16 @@ def linear_probe(E: np.ndarray, mask: np.ndarray | None, target: str = "pitch_cl
     X, y = E[pitches[keep]], y[keep]
     classes, sizes = np.unique(y, return_counts=True)
     if len(classes) < 2:
-        raise ValueError(f"need at least 2 classes of {target} with 2+ seen pitches each, "
-                         f"got {len(classes)}")
+        raise ValueError(
+            f"need at least 2 classes of {target} with 2+ seen pitches each, got {len(classes)}"
+        )
     folds = int(min(cv, sizes.min()))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
     # A few dozen samples: one BLAS thread is faster than many fighting for shared cores.
     with threadpool_limits(1):
         acc = cross_val_score(probe, X, y, cv=splitter)
-        chance = cross_val_score(DummyClassifier(strategy="most_frequent"), X, y,
-                                 cv=splitter)
+        chance = cross_val_score(DummyClassifier(strategy="most_frequent"), X, y, cv=splitter)
     return {
         "target": target,
         "accuracy": float(acc.mean()),
@@ -261,6 +279,7 @@ def linear_probe(E: np.ndarray, mask: np.ndarray | None, target: str = "pitch_cl
 
 # --------------------------------------------------------------------------- controls
 
+
 def _model_config(like: MelodyLSTM | ModelConfig | dict | np.ndarray | None) -> ModelConfig:
     if like is None:
         return ModelConfig()
@@ -272,14 +291,16 @@ def _model_config(like: MelodyLSTM | ModelConfig | dict | np.ndarray | None) -> 
         return ModelConfig(**like)
     shape = np.shape(like)
     if len(shape) != 2:
-        raise ValueError(f"like must be a model, a ModelConfig, its dict or an embedding "
-                         f"table, got shape {shape}")
+        raise ValueError(
+            f"like must be a model, a ModelConfig, its dict or an embedding "
+            f"table, got shape {shape}"
+        )
     return ModelConfig(vocab_size=shape[0], embed_dim=shape[1])
 
 
-def random_init_embedding(seed: int,
-                          like: MelodyLSTM | ModelConfig | dict | np.ndarray | None = None
-                          ) -> np.ndarray:
+def random_init_embedding(
+    seed: int, like: MelodyLSTM | ModelConfig | dict | np.ndarray | None = None
+) -> np.ndarray:
     """The untrained embedding of the same architecture: ``MelodyLSTM`` built after
     ``torch.manual_seed(seed)`` (``nn.Embedding``'s default init, N(0, 1)).
 
@@ -309,8 +330,9 @@ def permuted_embedding(E: np.ndarray, mask: np.ndarray | None, seed: int) -> np.
     return out
 
 
-def learned_update(E: np.ndarray, E_init: np.ndarray, mask: np.ndarray,
-                   rtol: float = 1e-4) -> tuple[np.ndarray, float]:
+def learned_update(
+    E: np.ndarray, E_init: np.ndarray, mask: np.ndarray, rtol: float = 1e-4
+) -> tuple[np.ndarray, float]:
     """Split a trained table into its decayed starting point and what training wrote.
 
     ``E = r * E_init + L``. With AdamW (decoupled weight decay), every step multiplies
@@ -350,10 +372,12 @@ def learned_update(E: np.ndarray, E_init: np.ndarray, mask: np.ndarray,
     resid = np.linalg.norm(A - r * B, axis=1) / np.maximum(np.linalg.norm(A, axis=1), 1e-300)
     if resid.max() > rtol:
         worst = int(unseen[np.argmax(resid)])
-        raise ValueError(f"unseen row {worst} ({note_name(worst)}) is not {r:.6g} x its "
-                         f"initial value (relative residual {resid.max():.2g} > {rtol:g}): "
-                         "E was not trained from E_init with decoupled weight decay "
-                         "(wrong seed?)")
+        raise ValueError(
+            f"unseen row {worst} ({note_name(worst)}) is not {r:.6g} x its "
+            f"initial value (relative residual {resid.max():.2g} > {rtol:g}): "
+            "E was not trained from E_init with decoupled weight decay "
+            "(wrong seed?)"
+        )
     return E - r * E_init, r
 
 
@@ -365,11 +389,19 @@ def _as_series(value: float | Mapping | pd.Series) -> pd.Series:
     return pd.Series({"value": float(value)})
 
 
-def compare_with_controls(measure: Measure, E: np.ndarray, mask: np.ndarray | None, *,
-                          n_permutations: int = 199, n_random: int = 49, seed: int = 0,
-                          like: MelodyLSTM | ModelConfig | dict | None = None,
-                          higher_is_stronger: bool = True, level: float = 0.05,
-                          correction: str | None = "bonferroni") -> pd.DataFrame:
+def compare_with_controls(
+    measure: Measure,
+    E: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    n_permutations: int = 199,
+    n_random: int = 49,
+    seed: int = 0,
+    like: MelodyLSTM | ModelConfig | dict | None = None,
+    higher_is_stronger: bool = True,
+    level: float = 0.05,
+    correction: str | None = "bonferroni",
+) -> pd.DataFrame:
     """Run ``measure`` on the trained embedding and on its two controls.
 
     Args:
@@ -407,31 +439,37 @@ def compare_with_controls(measure: Measure, E: np.ndarray, mask: np.ndarray | No
     perm_seeds = rng.integers(0, 2**31 - 1, size=n_permutations)
     rand_seeds = rng.integers(0, 2**31 - 1, size=n_random)
     like = E if like is None else like
-    perm = pd.DataFrame([_as_series(measure(permuted_embedding(E, mask, int(s)), mask))
-                         for s in perm_seeds]).reindex(columns=trained.index)
-    rand = pd.DataFrame([_as_series(measure(random_init_embedding(int(s), like), mask))
-                         for s in rand_seeds]).reindex(columns=trained.index)
+    perm = pd.DataFrame(
+        [_as_series(measure(permuted_embedding(E, mask, int(s)), mask)) for s in perm_seeds]
+    ).reindex(columns=trained.index)
+    rand = pd.DataFrame(
+        [_as_series(measure(random_init_embedding(int(s), like), mask)) for s in rand_seeds]
+    ).reindex(columns=trained.index)
     alpha = level / len(trained) if correction == "bonferroni" else level
     if 1 / (1 + min(n_permutations, n_random)) > alpha:
-        warnings.warn(f"with {n_permutations} permutations and {n_random} random inits the "
-                      f"smallest p-value is {1 / (1 + min(n_permutations, n_random)):.3g} > "
-                      f"level {alpha:.3g}: beats_controls can never be True; raise n",
-                      stacklevel=2)
+        warnings.warn(
+            f"with {n_permutations} permutations and {n_random} random inits the "
+            f"smallest p-value is {1 / (1 + min(n_permutations, n_random)):.3g} > "
+            f"level {alpha:.3g}: beats_controls can never be True; raise n",
+            stacklevel=2,
+        )
 
     def p_value(control: pd.DataFrame) -> pd.Series:
         at_least = control.ge(trained) if higher_is_stronger else control.le(trained)
         p = (1 + at_least.sum()) / (1 + len(control))
         return p.where(trained.notna())
 
-    out = pd.DataFrame({
-        "trained": trained,
-        "random_init_mean": rand.mean(),
-        "random_init_std": rand.std(ddof=1),
-        "permuted_mean": perm.mean(),
-        "permuted_std": perm.std(ddof=1),
-        "p_random_init": p_value(rand),
-        "p_permuted": p_value(perm),
-    })
+    out = pd.DataFrame(
+        {
+            "trained": trained,
+            "random_init_mean": rand.mean(),
+            "random_init_std": rand.std(ddof=1),
+            "permuted_mean": perm.mean(),
+            "permuted_std": perm.std(ddof=1),
+            "p_random_init": p_value(rand),
+            "p_permuted": p_value(perm),
+        }
+    )
     out["beats_controls"] = (out["p_random_init"] <= alpha) & (out["p_permuted"] <= alpha)
     out.index.name = "measure"
     return out
@@ -439,9 +477,14 @@ def compare_with_controls(measure: Measure, E: np.ndarray, mask: np.ndarray | No
 
 # --------------------------------------------------------------------------- export
 
-def export_projector_tsv(E: np.ndarray, counts: np.ndarray, folder: str | Path,
-                         min_count: int = 1, include_unseen: bool = False
-                         ) -> tuple[Path, Path]:
+
+def export_projector_tsv(
+    E: np.ndarray,
+    counts: np.ndarray,
+    folder: str | Path,
+    min_count: int = 1,
+    include_unseen: bool = False,
+) -> tuple[Path, Path]:
     """Write ``vectors.tsv`` and ``metadata.tsv`` for TensorBoard's Embedding Projector.
 
     Load both files with "Load" at https://projector.tensorflow.org (or TensorBoard's
@@ -462,8 +505,9 @@ def export_projector_tsv(E: np.ndarray, counts: np.ndarray, folder: str | Path,
     E = np.asarray(E, dtype=np.float64)
     counts = np.asarray(counts)
     if E.ndim != 2 or counts.shape != (len(E),):
-        raise ValueError(f"E must be (pitches, dim) and counts (pitches,), got {E.shape} "
-                         f"and {counts.shape}")
+        raise ValueError(
+            f"E must be (pitches, dim) and counts (pitches,), got {E.shape} and {counts.shape}"
+        )
     seen = seen_mask(counts, min_count)
     rows = np.arange(len(E)) if include_unseen else np.flatnonzero(seen)
     if len(rows) == 0:
@@ -474,23 +518,32 @@ def export_projector_tsv(E: np.ndarray, counts: np.ndarray, folder: str | Path,
     folder.mkdir(parents=True, exist_ok=True)
     vectors_path, metadata_path = folder / "vectors.tsv", folder / "metadata.tsv"
     np.savetxt(vectors_path, E[rows], fmt="%.8g", delimiter="\t")
-    meta = pd.DataFrame({
-        "name": [note_name(p) for p in rows],
-        "pitch": rows,
-        "pitch_class": [NOTE_NAMES[p % 12] for p in rows],
-        "octave": rows // 12 - 1,
-        "count": counts[rows].astype(np.int64),
-        "seen": seen[rows],
-    })
+    meta = pd.DataFrame(
+        {
+            "name": [note_name(p) for p in rows],
+            "pitch": rows,
+            "pitch_class": [NOTE_NAMES[p % 12] for p in rows],
+            "octave": rows // 12 - 1,
+            "count": counts[rows].astype(np.int64),
+            "seen": seen[rows],
+        }
+    )
     meta.to_csv(metadata_path, sep="\t", index=False, lineterminator="\n")
     return vectors_path, metadata_path
 
 
 # --------------------------------------------------------------------------- plots
 
-def plot_pitch_scatter(coords: np.ndarray, pitches: Iterable[int], color_by: str = "pitch_class",
-                       ax=None, annotate: bool = True, title: str | None = None,
-                       s: float = 60.0):
+
+def plot_pitch_scatter(
+    coords: np.ndarray,
+    pitches: Iterable[int],
+    color_by: str = "pitch_class",
+    ax=None,
+    annotate: bool = True,
+    title: str | None = None,
+    s: float = 60.0,
+):
     """Scatter a 2-D or 3-D projection of pitch vectors, one labelled point per pitch.
 
     Introduced in notebook 04 for PCA and t-SNE pictures of the embedding. ``coords``
@@ -536,13 +589,23 @@ def plot_pitch_scatter(coords: np.ndarray, pitches: Iterable[int], color_by: str
         raise ValueError("3-D coords need an axes made with projection='3d'")
     for k in sorted(set(keys.tolist())):
         sel = keys == k
-        ax.scatter(*coords[sel].T, color=colour_of[k], s=s, label=label_of[k],
-                   edgecolor="black", linewidth=0.4)
+        ax.scatter(
+            *coords[sel].T,
+            color=colour_of[k],
+            s=s,
+            label=label_of[k],
+            edgecolor="black",
+            linewidth=0.4,
+        )
     if annotate:
         for xyz, p in zip(coords, pitches, strict=True):
             ax.text(*xyz, f" {note_name(int(p))}", fontsize=7)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.15 if three_d else 1.02, 1.0),
-              fontsize="small", title=color_by.replace("_", " "))  # 3-D: clear of the z label
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.15 if three_d else 1.02, 1.0),
+        fontsize="small",
+        title=color_by.replace("_", " "),
+    )  # 3-D: clear of the z label
     if title:
         ax.set_title(title)
     return ax

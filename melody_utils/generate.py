@@ -95,7 +95,7 @@ class GenerationResult:
 
     def continuation(self, i: int = 0) -> pd.DataFrame:
         """The generated notes of variation ``i`` only."""
-        return self.notes[i].iloc[self.split_at:]
+        return self.notes[i].iloc[self.split_at :]
 
     def stats_table(self, reference: dict[str, float] | None = None) -> pd.DataFrame:
         """The degeneration measures of every variation, next to ``reference`` if given
@@ -120,8 +120,10 @@ class GenerationResult:
 
 # --------------------------------------------------------------------------- helpers
 
-def notes_to_midi(notes: pd.DataFrame, program: int = PIANO_PROGRAM,
-                  name: str = "Acoustic Grand Piano") -> object:
+
+def notes_to_midi(
+    notes: pd.DataFrame, program: int = PIANO_PROGRAM, name: str = "Acoustic Grand Piano"
+) -> object:
     """A one-instrument ``pretty_midi.PrettyMIDI`` holding the rows of a note table."""
     import pretty_midi
 
@@ -129,10 +131,12 @@ def notes_to_midi(notes: pd.DataFrame, program: int = PIANO_PROGRAM,
         raise ValueError("notes need the columns pitch, start, end and velocity")
     pm = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(program=program, name=name)
-    for p, s, e, v in zip(notes["pitch"], notes["start"], notes["end"], notes["velocity"],
-                          strict=True):
-        inst.notes.append(pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(s),
-                                           end=float(e)))
+    for p, s, e, v in zip(
+        notes["pitch"], notes["start"], notes["end"], notes["velocity"], strict=True
+    ):
+        inst.notes.append(
+            pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(s), end=float(e))
+        )
     pm.instruments.append(inst)
     return pm
 
@@ -144,8 +148,9 @@ def midi_to_bytes(pm: object) -> bytes:
     return buf.getvalue()
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None = None,
-                  top_p: float | None = None) -> torch.Tensor:
+def filter_logits(
+    logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None
+) -> torch.Tensor:
     """Set to ``-inf`` the logits outside the top-k and outside the nucleus (top-p).
 
     ``top_k`` keeps the ``k`` largest logits per row. ``top_p`` keeps the smallest set
@@ -161,7 +166,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = torch.sort(out, dim=-1, descending=True)
         probs = sorted_logits.softmax(dim=-1)
-        before = probs.cumsum(dim=-1) - probs          # mass of the tokens ranked higher
+        before = probs.cumsum(dim=-1) - probs  # mass of the tokens ranked higher
         drop_sorted = before >= top_p
         drop_sorted[..., 0] = False
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
@@ -169,8 +174,14 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
     return out
 
 
-def _check_args(n_notes: object, temperature: object, top_k: object, top_p: object,
-                n_variations: object, seed: object) -> None:
+def _check_args(
+    n_notes: object,
+    temperature: object,
+    top_k: object,
+    top_p: object,
+    n_variations: object,
+    seed: object,
+) -> None:
     def is_int(x: object) -> bool:
         return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
@@ -178,14 +189,17 @@ def _check_args(n_notes: object, temperature: object, top_k: object, top_p: obje
         raise ValueError(f"n_notes must be a positive integer, got {n_notes!r}")
     if not is_int(n_variations) or n_variations <= 0:
         raise ValueError(f"n_variations must be a positive integer, got {n_variations!r}")
-    if not isinstance(temperature, numbers.Real) or not math.isfinite(temperature) \
-            or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), "
-                         f"got {temperature!r}")
+    if (
+        not isinstance(temperature, numbers.Real)
+        or not math.isfinite(temperature)
+        or temperature < 0
+    ):
+        raise ValueError(
+            f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}"
+        )
     if top_k is not None and (not is_int(top_k) or top_k < 1):
         raise ValueError(f"top_k must be None (off) or an integer >= 1, got {top_k!r}")
-    if top_p is not None and (not isinstance(top_p, numbers.Real)
-                              or not 0 < top_p <= 1):
+    if top_p is not None and (not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be None (off) or a number in (0, 1], got {top_p!r}")
     if seed is not None and (not is_int(seed) or seed < 0):
         raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
@@ -195,16 +209,20 @@ def _primer_table(primer: pd.DataFrame | Piece, window: int, vocab: int) -> pd.D
     """The last ``window`` notes of the primer, validated."""
     table = primer.notes if isinstance(primer, Piece) else primer
     if not isinstance(table, pd.DataFrame):
-        raise ValueError(f"primer must be a note table (DataFrame) or a Piece, "
-                         f"got {type(primer).__name__}")
+        raise ValueError(
+            f"primer must be a note table (DataFrame) or a Piece, got {type(primer).__name__}"
+        )
     need = ["pitch", *CONT_FEATURES]
     missing = [c for c in need if c not in table.columns]
     if missing:
-        raise ValueError(f"primer lacks the columns {missing} (a note table from "
-                         f"melody_utils.data has pitch, start, end, step, duration, velocity)")
+        raise ValueError(
+            f"primer lacks the columns {missing} (a note table from "
+            f"melody_utils.data has pitch, start, end, step, duration, velocity)"
+        )
     if len(table) < window:
-        raise ValueError(f"primer has {len(table)} notes; the model needs at least {window} "
-                         f"(its context window)")
+        raise ValueError(
+            f"primer has {len(table)} notes; the model needs at least {window} (its context window)"
+        )
     ctx = table.iloc[-window:][need].reset_index(drop=True)
     values = ctx.to_numpy(np.float64)
     if not np.isfinite(values).all():
@@ -227,8 +245,9 @@ def _variation_generators(seed: int, n: int, device: torch.device) -> list[torch
     return gens
 
 
-def _clamp(raw: np.ndarray, max_step: float, min_duration: float,
-           max_duration: float, chord_snap: float) -> np.ndarray:
+def _clamp(
+    raw: np.ndarray, max_step: float, min_duration: float, max_duration: float, chord_snap: float
+) -> np.ndarray:
     out = np.empty_like(raw)
     step = np.clip(raw[:, 0], 0.0, max_step)
     out[:, 0] = np.where(step < chord_snap, 0.0, step)
@@ -245,26 +264,40 @@ def _assemble(ctx: pd.DataFrame, pitches: np.ndarray, raw: np.ndarray) -> pd.Dat
     step[0] = 0.0  # the context starts at time 0
     start = np.cumsum(step)
     generated = np.arange(len(pitch)) >= len(ctx)
-    return pd.DataFrame({
-        "pitch": pitch,
-        "start": start,
-        "end": start + duration,
-        "step": step,
-        "duration": duration,
-        "velocity": np.clip(np.round(velocity), 1, 127).astype(np.int64),
-        "generated": generated,
-    })
+    return pd.DataFrame(
+        {
+            "pitch": pitch,
+            "start": start,
+            "end": start + duration,
+            "step": step,
+            "duration": duration,
+            "velocity": np.clip(np.round(velocity), 1, 127).astype(np.int64),
+            "generated": generated,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- generate
 
-def generate(model: MelodyLSTM, normalizer: Normalizer, primer: pd.DataFrame | Piece,
-             n_notes: int, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, n_variations: int = 1, seed: int | None = None,
-             *, max_step: float = MAX_STEP, min_duration: float = MIN_DURATION,
-             max_duration: float = MAX_DURATION, chord_snap: float = CHORD_SNAP,
-             program: int = PIANO_PROGRAM, cpu_threads: int | None = None
-             ) -> GenerationResult:
+
+def generate(
+    model: MelodyLSTM,
+    normalizer: Normalizer,
+    primer: pd.DataFrame | Piece,
+    n_notes: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    n_variations: int = 1,
+    seed: int | None = None,
+    *,
+    max_step: float = MAX_STEP,
+    min_duration: float = MIN_DURATION,
+    max_duration: float = MAX_DURATION,
+    chord_snap: float = CHORD_SNAP,
+    program: int = PIANO_PROGRAM,
+    cpu_threads: int | None = None,
+) -> GenerationResult:
     """Continue a primer with ``n_notes`` generated notes, ``n_variations`` times.
 
     Args:
@@ -303,8 +336,9 @@ def generate(model: MelodyLSTM, normalizer: Normalizer, primer: pd.DataFrame | P
     if cpu_threads is not None and (not isinstance(cpu_threads, int) or cpu_threads < 1):
         raise ValueError(f"cpu_threads must be None or a positive integer, got {cpu_threads!r}")
     if not (0 <= min_duration <= max_duration and max_step >= 0 and chord_snap >= 0):
-        raise ValueError("clamps need 0 <= min_duration <= max_duration, max_step >= 0 "
-                         "and chord_snap >= 0")
+        raise ValueError(
+            "clamps need 0 <= min_duration <= max_duration, max_step >= 0 and chord_snap >= 0"
+        )
     window = model.config.seq_len or SEQ_LEN
     vocab = model.config.vocab_size
     ctx = _primer_table(primer, window, vocab)
@@ -320,10 +354,10 @@ def generate(model: MelodyLSTM, normalizer: Normalizer, primer: pd.DataFrame | P
     p = None if top_p is None or top_p >= 1 else float(top_p)
 
     pitch_win = torch.tensor(ctx["pitch"].to_numpy(np.int64), device=device)
-    pitch_win = pitch_win.unsqueeze(0).repeat(n_variations, 1)                 # (B, W)
+    pitch_win = pitch_win.unsqueeze(0).repeat(n_variations, 1)  # (B, W)
     cont0 = normalizer.transform(ctx[list(CONT_FEATURES)].to_numpy(np.float64))
     cont_win = torch.as_tensor(cont0, dtype=dtype, device=device)
-    cont_win = cont_win.unsqueeze(0).repeat(n_variations, 1, 1)                # (B, W, 3)
+    cont_win = cont_win.unsqueeze(0).repeat(n_variations, 1, 1)  # (B, W, 3)
     gens = [] if greedy else _variation_generators(seed, n_variations, device)
     out_pitch = np.empty((n_variations, n_notes), dtype=np.int64)
     out_raw = np.empty((n_variations, n_notes, 3), dtype=np.float64)
@@ -340,23 +374,31 @@ def generate(model: MelodyLSTM, normalizer: Normalizer, primer: pd.DataFrame | P
                 logits, cont = model(pitch_win, cont_win, check=False)
                 logits = logits.float()
                 if not (bool(torch.isfinite(logits).all()) and bool(torch.isfinite(cont).all())):
-                    raise RuntimeError(f"the model produced NaN or infinite outputs at "
-                                       f"generated note {t}; are its weights intact?")
+                    raise RuntimeError(
+                        f"the model produced NaN or infinite outputs at "
+                        f"generated note {t}; are its weights intact?"
+                    )
                 if greedy:
                     nxt = logits.argmax(dim=-1)
                 else:
                     scaled = logits.to(sdtype) / temperature
                     cdf = filter_logits(scaled, k, p).softmax(dim=-1).cumsum(dim=-1)
-                    u = torch.cat([torch.rand(1, generator=g, device=device, dtype=sdtype)
-                                   for g in gens])    # one draw per variation
-                    u = (u * cdf[:, -1]).unsqueeze(1)      # stay inside the total mass
+                    u = torch.cat(
+                        [torch.rand(1, generator=g, device=device, dtype=sdtype) for g in gens]
+                    )  # one draw per variation
+                    u = (u * cdf[:, -1]).unsqueeze(1)  # stay inside the total mass
                     nxt = torch.searchsorted(cdf, u, right=True).squeeze(1)
                     nxt = nxt.clamp_(max=vocab - 1)
                 nxt_np = nxt.cpu().numpy()
                 cont_np = cont.float().cpu().numpy().astype(np.float64)
                 with np.errstate(over="ignore", invalid="ignore"):
-                    raw = _clamp(normalizer.inverse_transform(cont_np), max_step,
-                                 min_duration, max_duration, chord_snap)
+                    raw = _clamp(
+                        normalizer.inverse_transform(cont_np),
+                        max_step,
+                        min_duration,
+                        max_duration,
+                        chord_snap,
+                    )
                 out_pitch[:, t] = nxt_np
                 out_raw[:, t] = raw
                 z = torch.as_tensor(normalizer.transform(raw), dtype=dtype, device=device)
@@ -371,16 +413,25 @@ def generate(model: MelodyLSTM, normalizer: Normalizer, primer: pd.DataFrame | P
     tables = [_assemble(ctx, out_pitch[b], out_raw[b]) for b in range(n_variations)]
     midis = [notes_to_midi(tab, program=program) for tab in tables]
     stats = [degeneration_stats(tab.iloc[window:]) for tab in tables]
-    settings = {"n_notes": n_notes, "temperature": float(temperature), "top_k": top_k,
-                "top_p": top_p, "n_variations": n_variations, "seed": seed,
-                "max_step": max_step, "min_duration": min_duration,
-                "max_duration": max_duration, "chord_snap": chord_snap, "window": window}
-    return GenerationResult(tables, midis, stats, window, seed, settings, seconds,
-                            str(device))
+    settings = {
+        "n_notes": n_notes,
+        "temperature": float(temperature),
+        "top_k": top_k,
+        "top_p": top_p,
+        "n_variations": n_variations,
+        "seed": seed,
+        "max_step": max_step,
+        "min_duration": min_duration,
+        "max_duration": max_duration,
+        "chord_snap": chord_snap,
+        "window": window,
+    }
+    return GenerationResult(tables, midis, stats, window, seed, settings, seconds, str(device))
 
 
-def primers_from_pieces(pieces: Sequence[Piece], min_notes: int = SEQ_LEN,
-                        n_notes: int | None = 2 * SEQ_LEN) -> dict[str, pd.DataFrame]:
+def primers_from_pieces(
+    pieces: Sequence[Piece], min_notes: int = SEQ_LEN, n_notes: int | None = 2 * SEQ_LEN
+) -> dict[str, pd.DataFrame]:
     """``{piece id: note table}`` of the pieces long enough to prime the model.
 
     Each primer is the piece's opening ``n_notes`` notes (``None``: the whole piece).
@@ -390,5 +441,8 @@ def primers_from_pieces(pieces: Sequence[Piece], min_notes: int = SEQ_LEN,
     """
     if n_notes is not None and n_notes < min_notes:
         raise ValueError(f"n_notes ({n_notes}) must be at least min_notes ({min_notes})")
-    return {p.id: p.notes.iloc[:n_notes].reset_index(drop=True) for p in pieces
-            if len(p.notes) >= min_notes}
+    return {
+        p.id: p.notes.iloc[:n_notes].reset_index(drop=True)
+        for p in pieces
+        if len(p.notes) >= min_notes
+    }

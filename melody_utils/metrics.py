@@ -21,8 +21,15 @@ import numpy as np
 import pandas as pd
 
 #: The measures returned by :func:`degeneration_stats`, in display order.
-MEASURES = ("notes", "repeat_share", "longest_run", "pitch_class_entropy", "pitch_range",
-            "unique_pitches", "chord_share")
+MEASURES = (
+    "notes",
+    "repeat_share",
+    "longest_run",
+    "pitch_class_entropy",
+    "pitch_range",
+    "unique_pitches",
+    "chord_share",
+)
 
 #: Notes whose step is shorter than this (seconds) count as starting together.
 CHORD_STEP = 0.01
@@ -48,8 +55,9 @@ def _pitches_and_steps(notes: object) -> tuple[np.ndarray, np.ndarray | None]:
         return table["pitch"].to_numpy(np.int64), steps
     pitches = np.asarray(table)
     if pitches.ndim != 1:
-        raise ValueError(f"expected a note table or a 1-D sequence of pitches, got shape "
-                         f"{pitches.shape}")
+        raise ValueError(
+            f"expected a note table or a 1-D sequence of pitches, got shape {pitches.shape}"
+        )
     return pitches.astype(np.int64), None
 
 
@@ -99,8 +107,9 @@ def degeneration_stats(notes: pd.DataFrame | Sequence[int] | np.ndarray) -> dict
     return out
 
 
-def reference_stats(pieces: Sequence[object] | Mapping[str, object], length: int
-                    ) -> dict[str, float]:
+def reference_stats(
+    pieces: Sequence[object] | Mapping[str, object], length: int
+) -> dict[str, float]:
     """Mean :func:`degeneration_stats` of real pieces, on windows of ``length`` notes.
 
     Each piece is cut into consecutive, non-overlapping windows of ``length`` notes
@@ -133,7 +142,7 @@ def reference_stats(pieces: Sequence[object] | Mapping[str, object], length: int
         k = len(table) // length
         if k == 0:
             continue
-        rows = [degeneration_stats(table.iloc[i * length:(i + 1) * length]) for i in range(k)]
+        rows = [degeneration_stats(table.iloc[i * length : (i + 1) * length]) for i in range(k)]
         n_windows += k
         per_piece.append({m: float(np.nanmean([r[m] for r in rows])) for m in MEASURES})
     out = {m: float(np.nanmean([r[m] for r in per_piece])) for m in MEASURES}
@@ -142,9 +151,11 @@ def reference_stats(pieces: Sequence[object] | Mapping[str, object], length: int
     return out
 
 
-def stats_table(generated: Sequence[Mapping[str, float]],
-                reference: Mapping[str, float] | None = None,
-                decimals: int = 3) -> pd.DataFrame:
+def stats_table(
+    generated: Sequence[Mapping[str, float]],
+    reference: Mapping[str, float] | None = None,
+    decimals: int = 3,
+) -> pd.DataFrame:
     """Side-by-side table: one column per generated variation, then the real reference.
 
     Rows are the :data:`MEASURES`, labelled by :data:`DESCRIPTIONS`.

@@ -58,17 +58,37 @@ class MelodyLSTM(nn.Module):
     generation experiments).
     """
 
-    def __init__(self, vocab_size: int = 128, embed_dim: int = 96, n_cont: int = 3,
-                 hidden_size: int = 320, num_layers: int = 3, embed_dropout: float = 0.15,
-                 lstm_dropout: float = 0.35, seq_len: int | None = SEQ_LEN):
+    def __init__(
+        self,
+        vocab_size: int = 128,
+        embed_dim: int = 96,
+        n_cont: int = 3,
+        hidden_size: int = 320,
+        num_layers: int = 3,
+        embed_dropout: float = 0.15,
+        lstm_dropout: float = 0.35,
+        seq_len: int | None = SEQ_LEN,
+    ):
         super().__init__()
-        self.config = ModelConfig(vocab_size, embed_dim, n_cont, hidden_size, num_layers,
-                                  embed_dropout, lstm_dropout, seq_len)
+        self.config = ModelConfig(
+            vocab_size,
+            embed_dim,
+            n_cont,
+            hidden_size,
+            num_layers,
+            embed_dropout,
+            lstm_dropout,
+            seq_len,
+        )
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.embed_dropout = nn.Dropout(embed_dropout)
-        self.lstm = nn.LSTM(input_size=embed_dim + n_cont, hidden_size=hidden_size,
-                            num_layers=num_layers, dropout=lstm_dropout if num_layers > 1 else 0.0,
-                            batch_first=True)
+        self.lstm = nn.LSTM(
+            input_size=embed_dim + n_cont,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            dropout=lstm_dropout if num_layers > 1 else 0.0,
+            batch_first=True,
+        )
         self.norm = nn.LayerNorm(hidden_size)
         self.pitch_head = nn.Linear(hidden_size, vocab_size)
         self.cont_head = nn.Linear(hidden_size, n_cont)
@@ -84,31 +104,43 @@ class MelodyLSTM(nn.Module):
         """Raise a clear TypeError/ValueError for a wrong dtype, shape or pitch range."""
         c = self.config
         if not isinstance(pitch_seq, torch.Tensor) or not isinstance(cont_seq, torch.Tensor):
-            raise TypeError("pitch_seq and cont_seq must be torch tensors, got "
-                            f"{type(pitch_seq).__name__} and {type(cont_seq).__name__}")
+            raise TypeError(
+                "pitch_seq and cont_seq must be torch tensors, got "
+                f"{type(pitch_seq).__name__} and {type(cont_seq).__name__}"
+            )
         if pitch_seq.dtype != torch.int64:
-            raise TypeError(f"pitch_seq must be int64 (torch.long) MIDI pitches, "
-                            f"got {pitch_seq.dtype}")
+            raise TypeError(
+                f"pitch_seq must be int64 (torch.long) MIDI pitches, got {pitch_seq.dtype}"
+            )
         if not cont_seq.is_floating_point():
             raise TypeError(f"cont_seq must be a float tensor, got {cont_seq.dtype}")
         if pitch_seq.dim() != 2:
-            raise ValueError(f"pitch_seq must have shape (batch, seq_len), "
-                             f"got {tuple(pitch_seq.shape)}")
+            raise ValueError(
+                f"pitch_seq must have shape (batch, seq_len), got {tuple(pitch_seq.shape)}"
+            )
         if cont_seq.dim() != 3 or cont_seq.shape[-1] != c.n_cont:
-            raise ValueError(f"cont_seq must have shape (batch, seq_len, {c.n_cont}), "
-                             f"got {tuple(cont_seq.shape)}")
+            raise ValueError(
+                f"cont_seq must have shape (batch, seq_len, {c.n_cont}), "
+                f"got {tuple(cont_seq.shape)}"
+            )
         if cont_seq.shape[:2] != pitch_seq.shape:
-            raise ValueError(f"pitch_seq {tuple(pitch_seq.shape)} and cont_seq "
-                             f"{tuple(cont_seq.shape)} disagree on (batch, seq_len)")
+            raise ValueError(
+                f"pitch_seq {tuple(pitch_seq.shape)} and cont_seq "
+                f"{tuple(cont_seq.shape)} disagree on (batch, seq_len)"
+            )
         if c.seq_len is not None and pitch_seq.shape[1] != c.seq_len:
-            raise ValueError(f"this model takes windows of {c.seq_len} notes, "
-                             f"got {pitch_seq.shape[1]}")
+            raise ValueError(
+                f"this model takes windows of {c.seq_len} notes, got {pitch_seq.shape[1]}"
+            )
         if pitch_seq.numel() and (pitch_seq.min() < 0 or pitch_seq.max() >= c.vocab_size):
-            raise ValueError(f"pitch_seq values must lie in 0..{c.vocab_size - 1}, found "
-                             f"{int(pitch_seq.min())}..{int(pitch_seq.max())}")
+            raise ValueError(
+                f"pitch_seq values must lie in 0..{c.vocab_size - 1}, found "
+                f"{int(pitch_seq.min())}..{int(pitch_seq.max())}"
+            )
 
-    def forward(self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor,
-                check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor, check: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(pitch_logits (B, vocab), cont_pred (B, n_cont))``.
 
         ``check=False`` skips input validation (the training loop's hot path, where the
@@ -116,10 +148,10 @@ class MelodyLSTM(nn.Module):
         """
         if check:
             self.check_inputs(pitch_seq, cont_seq)
-        emb = self.embed_dropout(self.embedding(pitch_seq))          # (B, T, 96)
-        x = torch.cat([emb, cont_seq.to(emb.dtype)], dim=-1)          # (B, T, 99)
-        out, _ = self.lstm(x)                                         # (B, T, 320)
-        last = self.norm(out[:, -1, :])                               # (B, 320)
+        emb = self.embed_dropout(self.embedding(pitch_seq))  # (B, T, 96)
+        x = torch.cat([emb, cont_seq.to(emb.dtype)], dim=-1)  # (B, T, 99)
+        out, _ = self.lstm(x)  # (B, T, 320)
+        last = self.norm(out[:, -1, :])  # (B, 320)
         return self.pitch_head(last), self.cont_head(last)
 
 
@@ -143,29 +175,35 @@ def parameter_table(model: MelodyLSTM) -> pd.DataFrame:
     rows = []
 
     def add(layer: str, params: list[tuple[str, torch.Tensor]], formula: str, value: int):
-        rows.append({
-            "layer": layer,
-            "shapes": ", ".join(f"{n} {tuple(t.shape)}" for n, t in params),
-            "formula": formula,
-            "by_formula": value,
-            "pytorch": sum(t.numel() for _, t in params),
-            "card": CARD_COUNTS.get(layer),
-        })
+        rows.append(
+            {
+                "layer": layer,
+                "shapes": ", ".join(f"{n} {tuple(t.shape)}" for n, t in params),
+                "formula": formula,
+                "by_formula": value,
+                "pytorch": sum(t.numel() for _, t in params),
+                "card": CARD_COUNTS.get(layer),
+            }
+        )
 
     V, E, H, K = c.vocab_size, c.embed_dim, c.hidden_size, c.n_cont
     add("embedding", list(model.embedding.named_parameters()), f"{V}·{E}", V * E)
     for k in range(c.num_layers):
         inp = E + K if k == 0 else H
         params = [(n, p) for n, p in model.lstm.named_parameters() if n.endswith(f"_l{k}")]
-        add(f"lstm layer {k + 1}", params, f"4·{H}·({inp}+{H}) + 8·{H}",
-            lstm_layer_params(inp, H))
+        add(f"lstm layer {k + 1}", params, f"4·{H}·({inp}+{H}) + 8·{H}", lstm_layer_params(inp, H))
     add("layernorm", list(model.norm.named_parameters()), f"2·{H} (γ, β ∈ R^{H})", 2 * H)
     add("pitch head", list(model.pitch_head.named_parameters()), f"{H}·{V} + {V}", H * V + V)
     add("cont head", list(model.cont_head.named_parameters()), f"{H}·{K} + {K}", H * K + K)
     table = pd.DataFrame(rows)
-    total = {"layer": "total", "shapes": "", "formula": "sum",
-             "by_formula": int(table["by_formula"].sum()),
-             "pytorch": sum(p.numel() for p in model.parameters()), "card": None}
+    total = {
+        "layer": "total",
+        "shapes": "",
+        "formula": "sum",
+        "by_formula": int(table["by_formula"].sum()),
+        "pytorch": sum(p.numel() for p in model.parameters()),
+        "card": None,
+    }
     table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
     table["card"] = table["card"].astype("Int64")
     return table

@@ -18,10 +18,14 @@ def note_name(pitch: int) -> str:
     return f"{NOTE_NAMES[int(pitch) % 12]}{int(pitch) // 12 - 1}"
 
 
-def plot_piano_roll(notes: pd.DataFrame, ax: plt.Axes | None = None,
-                    split_at: int | None = None, title: str | None = None,
-                    colors: tuple[str, str] = ("tab:blue", "tab:orange"),
-                    labels: tuple[str, str] = ("primer", "continuation")) -> plt.Axes:
+def plot_piano_roll(
+    notes: pd.DataFrame,
+    ax: plt.Axes | None = None,
+    split_at: int | None = None,
+    title: str | None = None,
+    colors: tuple[str, str] = ("tab:blue", "tab:orange"),
+    labels: tuple[str, str] = ("primer", "continuation"),
+) -> plt.Axes:
     """Draw a note table as a piano roll (time in seconds across, pitch up).
 
     ``split_at`` colours notes from that row on in the second colour (e.g. a
@@ -35,8 +39,9 @@ def plot_piano_roll(notes: pd.DataFrame, ax: plt.Axes | None = None,
 
     vel = notes["velocity"] if "velocity" in notes else pd.Series(100, index=notes.index)
     rects, face = [], []
-    for i, (p, s, e, v) in enumerate(zip(notes["pitch"], notes["start"], notes["end"], vel,
-                                         strict=True)):
+    for i, (p, s, e, v) in enumerate(
+        zip(notes["pitch"], notes["start"], notes["end"], vel, strict=True)
+    ):
         second = split_at is not None and i >= split_at
         rects.append(Rectangle((s, p - 0.4), e - s, 0.8))
         face.append(matplotlib.colors.to_rgba(colors[second], 0.35 + 0.65 * float(v) / 127))
@@ -51,9 +56,10 @@ def plot_piano_roll(notes: pd.DataFrame, ax: plt.Axes | None = None,
     if split_at is not None:
         from matplotlib.patches import Patch
 
-        ax.legend(handles=[Patch(color=c, label=lab) for c, lab in zip(colors, labels,
-                                                                          strict=True)],
-                  loc="upper right")
+        ax.legend(
+            handles=[Patch(color=c, label=lab) for c, lab in zip(colors, labels, strict=True)],
+            loc="upper right",
+        )
         if 0 < split_at < len(notes):
             ax.axvline(float(notes["start"].iloc[split_at]), color="grey", ls="--", lw=1)
     ax.set_xlabel("time (s)")
@@ -65,14 +71,17 @@ def plot_piano_roll(notes: pd.DataFrame, ax: plt.Axes | None = None,
 
 def _draw_notes(ax: plt.Axes, notes: pd.DataFrame, color: str, alpha: float = 0.9) -> None:
     for p, s, e in zip(notes["pitch"], notes["start"], notes["end"], strict=True):
-        ax.add_patch(Rectangle((s, p - 0.4), e - s, 0.8, color=color, alpha=alpha,
-                               linewidth=0))
+        ax.add_patch(Rectangle((s, p - 0.4), e - s, 0.8, color=color, alpha=alpha, linewidth=0))
 
 
-def plot_window(notes: pd.DataFrame, start: int = 0, seq_len: int = 32, context: int = 0,
-                axes: tuple[plt.Axes, plt.Axes] | None = None,
-                colors: tuple[str, str, str] = ("tab:blue", "tab:red", "lightgrey"),
-                ) -> tuple[plt.Axes, plt.Axes]:
+def plot_window(
+    notes: pd.DataFrame,
+    start: int = 0,
+    seq_len: int = 32,
+    context: int = 0,
+    axes: tuple[plt.Axes, plt.Axes] | None = None,
+    colors: tuple[str, str, str] = ("tab:blue", "tab:red", "lightgrey"),
+) -> tuple[plt.Axes, plt.Axes]:
     """Draw one training window of a note table: its ``seq_len`` inputs and its target.
 
     Introduced in notebook 01. Window ``start`` holds rows ``start .. start+seq_len-1``
@@ -95,12 +104,14 @@ def plot_window(notes: pd.DataFrame, start: int = 0, seq_len: int = 32, context:
         raise ValueError("seq_len must be positive, start and context non-negative")
     target = start + seq_len
     if target >= len(notes):
-        raise ValueError(f"window {start}..{target - 1} plus its target (row {target}) "
-                         f"needs {target + 1} notes, the table has {len(notes)}")
+        raise ValueError(
+            f"window {start}..{target - 1} plus its target (row {target}) "
+            f"needs {target + 1} notes, the table has {len(notes)}"
+        )
     stop = min(target + 1 + context, len(notes))
     inputs = notes.iloc[start:target]
-    tgt = notes.iloc[target:target + 1]
-    after = notes.iloc[target + 1:stop]
+    tgt = notes.iloc[target : target + 1]
+    after = notes.iloc[target + 1 : stop]
     if axes is None:
         _, axes = plt.subplots(2, 1, figsize=(12, 6.5), constrained_layout=True)
     roll_ax, seq_ax = axes
@@ -123,13 +134,21 @@ def plot_window(notes: pd.DataFrame, start: int = 0, seq_len: int = 32, context:
 
     idx = range(start, stop)
     seq_ax.axvspan(start - 0.5, target - 0.5, color=colors[0], alpha=0.08)
-    seq_ax.scatter(list(idx)[:seq_len], inputs["pitch"], color=colors[0], marker="s",
-                   s=40, label=input_label)
-    seq_ax.scatter([target], [tgt_pitch], color=colors[1], marker="*", s=260, zorder=3,
-                   label=target_label)
+    seq_ax.scatter(
+        list(idx)[:seq_len], inputs["pitch"], color=colors[0], marker="s", s=40, label=input_label
+    )
+    seq_ax.scatter(
+        [target], [tgt_pitch], color=colors[1], marker="*", s=260, zorder=3, label=target_label
+    )
     if len(after):
-        seq_ax.scatter(list(idx)[seq_len + 1:], after["pitch"], color=colors[2], marker="s",
-                       s=40, label="later notes (not in this example)")
+        seq_ax.scatter(
+            list(idx)[seq_len + 1 :],
+            after["pitch"],
+            color=colors[2],
+            marker="s",
+            s=40,
+            label="later notes (not in this example)",
+        )
     seq_ax.set_xlim(start - 1, stop)
     seq_ax.set_ylim(lo - 1.5, hi + 1.5)
     seq_ax.set_yticks(ticks, [note_name(p) for p in ticks])
@@ -140,12 +159,15 @@ def plot_window(notes: pd.DataFrame, start: int = 0, seq_len: int = 32, context:
     return roll_ax, seq_ax
 
 
-def plot_feature_distributions(notes: pd.DataFrame,
-                               columns: tuple[str, ...] = ("pitch", "step", "duration",
-                                                           "velocity"),
-                               axes: np.ndarray | None = None, color: str = "tab:blue",
-                               bins: int = 60, suptitle: str | None = None,
-                               xlabels: dict[str, str] | None = None) -> np.ndarray:
+def plot_feature_distributions(
+    notes: pd.DataFrame,
+    columns: tuple[str, ...] = ("pitch", "step", "duration", "velocity"),
+    axes: np.ndarray | None = None,
+    color: str = "tab:blue",
+    bins: int = 60,
+    suptitle: str | None = None,
+    xlabels: dict[str, str] | None = None,
+) -> np.ndarray:
     """One seaborn histogram per column of a note table (or of normalized features).
 
     Introduced in notebook 01 to show why step and duration are log-transformed. Each
@@ -162,8 +184,9 @@ def plot_feature_distributions(notes: pd.DataFrame,
     if missing:
         raise ValueError(f"notes lack the columns {missing}")
     if axes is None:
-        _, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.2),
-                               constrained_layout=True)
+        _, axes = plt.subplots(
+            1, len(columns), figsize=(3.6 * len(columns), 3.2), constrained_layout=True
+        )
     axes = np.atleast_1d(axes)
     if len(axes) != len(columns):
         raise ValueError(f"got {len(axes)} axes for {len(columns)} columns")
@@ -175,8 +198,9 @@ def plot_feature_distributions(notes: pd.DataFrame,
             ax.set_title(f"{col}: constant = {values[0]:g}")
         else:
             discrete = bool(np.issubdtype(values.dtype, np.integer))
-            sns.histplot(x=values, ax=ax, color=color, discrete=discrete,
-                         bins="auto" if discrete else bins)
+            sns.histplot(
+                x=values, ax=ax, color=color, discrete=discrete, bins="auto" if discrete else bins
+            )
             skew = float(pd.Series(values).skew())
             ax.set_title(f"{col} (skew {skew:.1f})")
         ax.set_xlabel((xlabels or {}).get(col, col))

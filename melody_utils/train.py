@@ -47,14 +47,14 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.01
-    cont_weight: float = 1.0          # λ in loss = CE + λ·MSE
+    cont_weight: float = 1.0  # λ in loss = CE + λ·MSE
     grad_clip: float = 1.0
     warmup_steps: int = 200
-    patience: int = 3                 # epochs without validation improvement before stopping
+    patience: int = 3  # epochs without validation improvement before stopping
     seed: int = 0
     max_steps_per_epoch: int | None = None  # cap, for quick demos and tests
     eval_batch_size: int = 2048
-    precision: str = "auto"           # "auto" (bf16 autocast on CUDA), "fp32" or "bf16"
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA), "fp32" or "bf16"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,8 +63,9 @@ class TrainConfig:
 #: Named profiles. ``default`` is what ``make run`` and the pretrained checkpoint use.
 PROFILES: dict[str, TrainConfig] = {
     "default": TrainConfig(epochs=5),
-    "fast": TrainConfig(epochs=2, max_steps_per_epoch=4, batch_size=64, warmup_steps=2,
-                        eval_batch_size=512),
+    "fast": TrainConfig(
+        epochs=2, max_steps_per_epoch=4, batch_size=64, warmup_steps=2, eval_batch_size=512
+    ),
 }
 
 
@@ -83,6 +84,7 @@ class TrainResult:
 
 # --------------------------------------------------------------------------- helpers
 
+
 def _autocast(device: torch.device, precision: str):
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return torch.autocast(device_type=device.type, enabled=False)
@@ -91,9 +93,14 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def losses(model: MelodyLSTM, pitch_seq: torch.Tensor, cont_seq: torch.Tensor,
-           target_pitch: torch.Tensor, target_cont: torch.Tensor, cont_weight: float
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def losses(
+    model: MelodyLSTM,
+    pitch_seq: torch.Tensor,
+    cont_seq: torch.Tensor,
+    target_pitch: torch.Tensor,
+    target_cont: torch.Tensor,
+    cont_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(total, pitch_ce, cont_mse, pitch_logits)`` for one batch (the training objective)."""
     logits, cont = model(pitch_seq, cont_seq, check=False)
     ce = F.cross_entropy(logits.float(), target_pitch)
@@ -107,6 +114,7 @@ def _lr_lambda(warmup: int, total: int):
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
     return f
 
 
@@ -122,9 +130,14 @@ def _validate_windows(w: Windows, name: str, vocab: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: MelodyLSTM, windows: Windows, batch_size: int = 2048,
-             cont_weight: float = 1.0, device: torch.device | str | None = None,
-             precision: str = "fp32") -> dict[str, float]:
+def evaluate(
+    model: MelodyLSTM,
+    windows: Windows,
+    batch_size: int = 2048,
+    cont_weight: float = 1.0,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
+) -> dict[str, float]:
     """Metrics of ``model`` on ``windows`` in eval mode.
 
     Returns ``loss``, ``pitch_nll`` (mean cross-entropy in nats), ``pitch_top1``,
@@ -142,7 +155,7 @@ def evaluate(model: MelodyLSTM, windows: Windows, batch_size: int = 2048,
     top5 = torch.zeros((), device=device, dtype=torch.float64)
     sq = torch.zeros(3, device=device, dtype=torch.float64)
     for a in range(0, n, batch_size):
-        p, c, tp, tc = (t[a:a + batch_size].to(device, non_blocking=True) for t in windows)
+        p, c, tp, tc = (t[a : a + batch_size].to(device, non_blocking=True) for t in windows)
         with _autocast(device, precision):
             logits, cont = model(p, c, check=False)
         logits = logits.float()
@@ -153,8 +166,12 @@ def evaluate(model: MelodyLSTM, windows: Windows, batch_size: int = 2048,
         sq += ((cont.float() - tc) ** 2).sum(dim=0).double()
     model.train(was_training)
     mse = (sq / n).cpu().numpy()
-    out = {"pitch_nll": float(nll) / n, "pitch_top1": float(top1) / n,
-           "pitch_top5": float(top5) / n, "cont_mse": float(mse.mean())}
+    out = {
+        "pitch_nll": float(nll) / n,
+        "pitch_top1": float(top1) / n,
+        "pitch_top5": float(top5) / n,
+        "cont_mse": float(mse.mean()),
+    }
     out.update({f"mse_{k}": float(v) for k, v in zip(CONT_NAMES, mse, strict=True)})
     out["loss"] = out["pitch_nll"] + cont_weight * out["cont_mse"]
     return out
@@ -162,11 +179,21 @@ def evaluate(model: MelodyLSTM, windows: Windows, batch_size: int = 2048,
 
 # --------------------------------------------------------------------------- the loop
 
-def train(model: MelodyLSTM, train_windows: Windows, val_windows: Windows,
-          config: TrainConfig = PROFILES["default"], *, out_dir: str | Path | None = None,
-          resume: bool = False, device: str | torch.device | None = None,
-          progress: bool = True, normalizer: Normalizer | None = None,
-          metadata: dict | None = None, stop_after_epochs: int | None = None) -> TrainResult:
+
+def train(
+    model: MelodyLSTM,
+    train_windows: Windows,
+    val_windows: Windows,
+    config: TrainConfig = PROFILES["default"],
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    normalizer: Normalizer | None = None,
+    metadata: dict | None = None,
+    stop_after_epochs: int | None = None,
+) -> TrainResult:
     """Train ``model`` in place; at the end it holds the best-validation weights.
 
     Args:
@@ -190,8 +217,9 @@ def train(model: MelodyLSTM, train_windows: Windows, val_windows: Windows,
     if resume and (out_dir is None or not (out_dir / "last.pt").exists()):
         raise FileNotFoundError("resume=True needs out_dir holding last.pt from an earlier run")
     if out_dir is not None and normalizer is None:
-        raise ValueError("out_dir needs the normalizer, so that the best checkpoint can be "
-                         "loaded on its own")
+        raise ValueError(
+            "out_dir needs the normalizer, so that the best checkpoint can be loaded on its own"
+        )
 
     model.to(device)
     # The windows go to the device once; batches are index-selects on it.
@@ -202,7 +230,8 @@ def train(model: MelodyLSTM, train_windows: Windows, val_windows: Windows,
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(config.warmup_steps, config.epochs * steps_per_epoch))
+        opt, _lr_lambda(config.warmup_steps, config.epochs * steps_per_epoch)
+    )
 
     history: list[dict] = []
     best_val, best_epoch, bad_epochs, start_epoch = math.inf, 0, 0, 0
@@ -233,13 +262,19 @@ def train(model: MelodyLSTM, train_windows: Windows, val_windows: Windows,
             break
         t0 = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(
-            config.seed * 100_003 + epoch)).to(device)
+        order = torch.randperm(
+            n, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        ).to(device)
         sums = torch.zeros(5, device=device, dtype=torch.float64)  # ce, mse, top1, top5, count
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
-                   unit="batch", disable=not progress, leave=False)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        )
         for step in bar:
-            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             p, c, tp, tc = (t.index_select(0, idx) for t in tr)
             with _autocast(device, config.precision):
                 loss, ce, mse, logits = losses(model, p, c, tp, tc, config.cont_weight)
@@ -251,27 +286,40 @@ def train(model: MelodyLSTM, train_windows: Windows, val_windows: Windows,
             with torch.no_grad():
                 top = logits.detach().topk(5, dim=-1).indices
                 b = len(idx)
-                sums += torch.stack([ce.detach().double() * b, mse.detach().double() * b,
-                                     (top[:, 0] == tp).sum().double(),
-                                     (top == tp[:, None]).any(-1).sum().double(),
-                                     torch.tensor(b, device=device, dtype=torch.float64)])
+                sums += torch.stack(
+                    [
+                        ce.detach().double() * b,
+                        mse.detach().double() * b,
+                        (top[:, 0] == tp).sum().double(),
+                        (top == tp[:, None]).any(-1).sum().double(),
+                        torch.tensor(b, device=device, dtype=torch.float64),
+                    ]
+                )
             if progress and (step % 20 == 0 or step == steps_per_epoch - 1):
                 s = sums.tolist()
                 bar.set_postfix(ce=f"{s[0] / s[4]:.3f}", mse=f"{s[1] / s[4]:.3f}")
         s = sums.tolist()  # (synchronises the device)
         train_seconds = time.perf_counter() - t0
-        val = evaluate(model, val_windows, config.eval_batch_size, config.cont_weight, device,
-                       config.precision)
-        row = {"epoch": epoch + 1,
-               "train_loss": (s[0] + config.cont_weight * s[1]) / s[4],
-               "train_pitch_loss": s[0] / s[4], "train_cont_loss": s[1] / s[4],
-               "train_pitch_top1": s[2] / s[4], "train_pitch_top5": s[3] / s[4],
-               "val_loss": val["loss"], "val_pitch_loss": val["pitch_nll"],
-               "val_cont_loss": val["cont_mse"], "val_pitch_top1": val["pitch_top1"],
-               "val_pitch_top5": val["pitch_top5"],
-               "lr": opt.param_groups[0]["lr"], "train_seconds": train_seconds,
-               "train_windows_per_s": s[4] / train_seconds,
-               "seconds": time.perf_counter() - t0}
+        val = evaluate(
+            model, val_windows, config.eval_batch_size, config.cont_weight, device, config.precision
+        )
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": (s[0] + config.cont_weight * s[1]) / s[4],
+            "train_pitch_loss": s[0] / s[4],
+            "train_cont_loss": s[1] / s[4],
+            "train_pitch_top1": s[2] / s[4],
+            "train_pitch_top5": s[3] / s[4],
+            "val_loss": val["loss"],
+            "val_pitch_loss": val["pitch_nll"],
+            "val_cont_loss": val["cont_mse"],
+            "val_pitch_top1": val["pitch_top1"],
+            "val_pitch_top5": val["pitch_top5"],
+            "lr": opt.param_groups[0]["lr"],
+            "train_seconds": train_seconds,
+            "train_windows_per_s": s[4] / train_seconds,
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         epochs_run += 1
         improved = row["val_loss"] < best_val - 1e-6
@@ -280,38 +328,79 @@ def train(model: MelodyLSTM, train_windows: Windows, val_windows: Windows,
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if out_dir is not None:
                 meta = dict(metadata or {})
-                meta.update({"train_config": config.to_dict(), "epoch": epoch + 1,
-                             "val_metrics": val, "history": history})
+                meta.update(
+                    {
+                        "train_config": config.to_dict(),
+                        "epoch": epoch + 1,
+                        "val_metrics": val,
+                        "history": history,
+                    }
+                )
                 save_checkpoint(out_dir / "best", model, normalizer, meta)
         else:
             bad_epochs += 1
         if progress:
-            tqdm.write(f"epoch {epoch + 1}: train {row['train_loss']:.3f} "
-                       f"(pitch {row['train_pitch_loss']:.3f}, cont {row['train_cont_loss']:.3f})"
-                       f" | val {row['val_loss']:.3f} (pitch {row['val_pitch_loss']:.3f}, "
-                       f"top1 {row['val_pitch_top1']:.3f}) | {row['seconds']:.0f}s"
-                       + (" *best*" if improved else ""))
+            tqdm.write(
+                f"epoch {epoch + 1}: train {row['train_loss']:.3f} "
+                f"(pitch {row['train_pitch_loss']:.3f}, cont {row['train_cont_loss']:.3f})"
+                f" | val {row['val_loss']:.3f} (pitch {row['val_pitch_loss']:.3f}, "
+                f"top1 {row['val_pitch_top1']:.3f}) | {row['seconds']:.0f}s"
+                + (" *best*" if improved else "")
+            )
         stopped_early = bad_epochs >= config.patience
         if out_dir is not None:
-            _save_last(out_dir, model, opt, sched, config, epoch + 1, history, best_val,
-                       best_epoch, bad_epochs, best_state)
+            _save_last(
+                out_dir,
+                model,
+                opt,
+                sched,
+                config,
+                epoch + 1,
+                history,
+                best_val,
+                best_epoch,
+                bad_epochs,
+                best_state,
+            )
             _write_history(out_dir / "history.csv", history)
 
     if best_state is not None:
         model.load_state_dict(best_state)
-    return TrainResult(pd.DataFrame(history), best_epoch, best_val, stopped_early,
-                       str(device), out_dir)
+    return TrainResult(
+        pd.DataFrame(history), best_epoch, best_val, stopped_early, str(device), out_dir
+    )
 
 
-def _save_last(out_dir: Path, model, opt, sched, config: TrainConfig, epoch: int,
-               history: list[dict], best_val: float, best_epoch: int, bad_epochs: int,
-               best_state: dict | None) -> None:
+def _save_last(
+    out_dir: Path,
+    model,
+    opt,
+    sched,
+    config: TrainConfig,
+    epoch: int,
+    history: list[dict],
+    best_val: float,
+    best_epoch: int,
+    bad_epochs: int,
+    best_state: dict | None,
+) -> None:
     buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-                "config": config.to_dict(), "epoch": epoch, "history": history,
-                "best_val": best_val, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "best_model": best_state or {}}, buf)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": torch.get_rng_state(),
+            "config": config.to_dict(),
+            "epoch": epoch,
+            "history": history,
+            "best_val": best_val,
+            "best_epoch": best_epoch,
+            "bad_epochs": bad_epochs,
+            "best_model": best_state or {},
+        },
+        buf,
+    )
     atomic_write_bytes(out_dir / "last.pt", buf.getvalue())
 
 
@@ -336,8 +425,11 @@ def plot_history(history: pd.DataFrame, title: str | None = None):
         raise ValueError("empty history: nothing to plot")
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     ep = history["epoch"]
-    panels = [("loss", "total loss"), ("pitch_loss", "pitch cross-entropy (nats)"),
-              ("cont_loss", "continuous MSE (normalized)")]
+    panels = [
+        ("loss", "total loss"),
+        ("pitch_loss", "pitch cross-entropy (nats)"),
+        ("cont_loss", "continuous MSE (normalized)"),
+    ]
     for ax, (key, label) in zip(axes, panels, strict=False):
         ax.plot(ep, history[f"train_{key}"], "o-", label="train")
         ax.plot(ep, history[f"val_{key}"], "s-", label="validation")
@@ -345,8 +437,11 @@ def plot_history(history: pd.DataFrame, title: str | None = None):
         ax.set_xlabel("epoch")
         ax.legend()
     ax = axes[3]
-    for k, style in (("train_pitch_top1", "o-"), ("val_pitch_top1", "s-"),
-                     ("val_pitch_top5", "s--")):
+    for k, style in (
+        ("train_pitch_top1", "o-"),
+        ("val_pitch_top1", "s-"),
+        ("val_pitch_top5", "s--"),
+    ):
         if k in history:
             ax.plot(ep, history[k], style, label=k.replace("_pitch_", " ").replace("_", " "))
     ax.set_title("pitch accuracy")

@@ -52,16 +52,20 @@ def _html(text: str) -> dict:
 
 
 def _error_html(message: str) -> str:
-    return ('<div style="color:#b00020;border-left:4px solid #b00020;padding:4px 8px">'
-            f"<b>Could not generate:</b> {html.escape(message)}</div>")
+    return (
+        '<div style="color:#b00020;border-left:4px solid #b00020;padding:4px 8px">'
+        f"<b>Could not generate:</b> {html.escape(message)}</div>"
+    )
 
 
 def midi_download_link(midi_bytes: bytes, filename: str, label: str | None = None) -> str:
     """An HTML link that downloads ``midi_bytes`` as ``filename`` (a data: URI, no file)."""
     b64 = base64.b64encode(midi_bytes).decode("ascii")
     label = label or f"download {filename}"
-    return (f'<a download="{html.escape(filename)}" href="data:audio/midi;base64,{b64}">'
-            f"{html.escape(label)}</a>")
+    return (
+        f'<a download="{html.escape(filename)}" href="data:audio/midi;base64,{b64}">'
+        f"{html.escape(label)}</a>"
+    )
 
 
 class GenerationUI:
@@ -84,22 +88,33 @@ class GenerationUI:
     The widget is ``ui.widget`` (a VBox); displaying ``ui`` itself shows it too.
     """
 
-    def __init__(self, model: MelodyLSTM, normalizer: Normalizer,
-                 primers: Mapping[str, pd.DataFrame | Piece] | Sequence[Piece],
-                 reference: Sequence[Piece | pd.DataFrame] | None = None, *,
-                 n_notes: int = 128, sample_rate: int = SAMPLE_RATE,
-                 max_notes: int = 512, max_variations: int = 8,
-                 cpu_threads: int | None = 1):
+    def __init__(
+        self,
+        model: MelodyLSTM,
+        normalizer: Normalizer,
+        primers: Mapping[str, pd.DataFrame | Piece] | Sequence[Piece],
+        reference: Sequence[Piece | pd.DataFrame] | None = None,
+        *,
+        n_notes: int = 128,
+        sample_rate: int = SAMPLE_RATE,
+        max_notes: int = 512,
+        max_variations: int = 8,
+        cpu_threads: int | None = 1,
+    ):
         if not isinstance(primers, Mapping):
             primers = {p.id: p for p in primers}
         self.model = model
         self.normalizer = normalizer
         self.primers: dict[str, pd.DataFrame] = {
-            str(k): (v.notes if isinstance(v, Piece) else v) for k, v in primers.items()}
+            str(k): (v.notes if isinstance(v, Piece) else v) for k, v in primers.items()
+        }
         if not self.primers:
             raise ValueError("GenerationUI needs at least one primer")
-        self.reference = list(self.primers.values()) if reference is None else [
-            getattr(r, "notes", r) for r in reference]
+        self.reference = (
+            list(self.primers.values())
+            if reference is None
+            else [getattr(r, "notes", r) for r in reference]
+        )
         self.sample_rate = sample_rate
         self.cpu_threads = cpu_threads
         self.window = model.config.seq_len or SEQ_LEN
@@ -111,36 +126,72 @@ class GenerationUI:
 
         style = {"description_width": "110px"}
         wide = W.Layout(width="420px")
-        self.primer = W.Dropdown(options=list(self.primers), description="primer",
-                                 style=style, layout=wide)
-        self.upload = W.FileUpload(accept=".mid,.midi", multiple=False,
-                                   description="upload MIDI")
-        self.temperature = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05,
-                                         description="temperature", style=style,
-                                         layout=wide, readout_format=".2f")
-        self.top_k = W.IntSlider(value=0, min=0, max=model.config.vocab_size,
-                                 description="top-k (0 = off)", style=style, layout=wide)
-        self.top_p = W.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05,
-                                   description="top-p (1 = off)", style=style, layout=wide,
-                                   readout_format=".2f")
-        self.n_notes = W.IntSlider(value=n_notes, min=1, max=max_notes,
-                                   description="notes", style=style, layout=wide)
-        self.n_variations = W.IntSlider(value=1, min=1, max=max_variations,
-                                        description="variations", style=style, layout=wide)
-        self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed",
-                                     style=style, layout=W.Layout(width="220px"))
-        self.generate_button = W.Button(description="Generate", button_style="primary",
-                                        icon="music")
+        self.primer = W.Dropdown(
+            options=list(self.primers), description="primer", style=style, layout=wide
+        )
+        self.upload = W.FileUpload(accept=".mid,.midi", multiple=False, description="upload MIDI")
+        self.temperature = W.FloatSlider(
+            value=1.0,
+            min=0.0,
+            max=2.0,
+            step=0.05,
+            description="temperature",
+            style=style,
+            layout=wide,
+            readout_format=".2f",
+        )
+        self.top_k = W.IntSlider(
+            value=0,
+            min=0,
+            max=model.config.vocab_size,
+            description="top-k (0 = off)",
+            style=style,
+            layout=wide,
+        )
+        self.top_p = W.FloatSlider(
+            value=1.0,
+            min=0.05,
+            max=1.0,
+            step=0.05,
+            description="top-p (1 = off)",
+            style=style,
+            layout=wide,
+            readout_format=".2f",
+        )
+        self.n_notes = W.IntSlider(
+            value=n_notes, min=1, max=max_notes, description="notes", style=style, layout=wide
+        )
+        self.n_variations = W.IntSlider(
+            value=1, min=1, max=max_variations, description="variations", style=style, layout=wide
+        )
+        self.seed = W.BoundedIntText(
+            value=0,
+            min=0,
+            max=2**31 - 1,
+            description="seed",
+            style=style,
+            layout=W.Layout(width="220px"),
+        )
+        self.generate_button = W.Button(
+            description="Generate", button_style="primary", icon="music"
+        )
         self.status = W.HTML(value=f"audio: {audio_backend()} synthesizer")
         self.output = W.Output()
         self.generate_button.on_click(lambda _button: self.generate())
         self.upload.observe(self._on_upload, names="value")
-        self.widget = W.VBox([
-            W.HBox([self.primer, self.upload]),
-            self.temperature, self.top_k, self.top_p, self.n_notes, self.n_variations,
-            W.HBox([self.seed, self.generate_button]),
-            self.status, self.output,
-        ])
+        self.widget = W.VBox(
+            [
+                W.HBox([self.primer, self.upload]),
+                self.temperature,
+                self.top_k,
+                self.top_p,
+                self.n_notes,
+                self.n_variations,
+                W.HBox([self.seed, self.generate_button]),
+                self.status,
+                self.output,
+            ]
+        )
 
     # ---------------------------------------------------------------- display
 
@@ -180,15 +231,18 @@ class GenerationUI:
         try:
             pm = pretty_midi.PrettyMIDI(io.BytesIO(bytes(data)))
         except Exception as exc:  # mido/pretty_midi raise many types for bad bytes
-            raise BadInputError(f"{name}: not a readable MIDI file "
-                                f"({type(exc).__name__}: {exc})") from exc
+            raise BadInputError(
+                f"{name}: not a readable MIDI file ({type(exc).__name__}: {exc})"
+            ) from exc
         try:
             notes = notes_from_midi(pm)
         except BadInputError as exc:
             raise BadInputError(f"{name}: {exc}") from exc
         if len(notes) < self.window:
-            raise BadInputError(f"{name} has {len(notes)} notes; a primer needs at least "
-                                f"{self.window} (the model's context window)")
+            raise BadInputError(
+                f"{name} has {len(notes)} notes; a primer needs at least "
+                f"{self.window} (the model's context window)"
+            )
         key = UPLOAD_PREFIX + name
         self.primers[key] = notes
         self.primer.options = list(self.primers)
@@ -206,12 +260,16 @@ class GenerationUI:
                 data = content.tobytes() if hasattr(content, "tobytes") else bytes(content)
                 key = self.load_midi_bytes(data, name)
             except Exception as exc:  # every upload problem becomes a message
-                self._show_error(str(exc) if isinstance(exc, BadInputError)
-                                 else f"{name}: {type(exc).__name__}: {exc}")
+                self._show_error(
+                    str(exc)
+                    if isinstance(exc, BadInputError)
+                    else f"{name}: {type(exc).__name__}: {exc}"
+                )
             else:
                 self.last_error = None
-                self.status.value = (f"loaded <b>{html.escape(name)}</b>: "
-                                     f"{len(self.primers[key])} notes")
+                self.status.value = (
+                    f"loaded <b>{html.escape(name)}</b>: {len(self.primers[key])} notes"
+                )
 
     # ---------------------------------------------------------------- generation
 
@@ -232,8 +290,11 @@ class GenerationUI:
         try:
             return self._generate()
         except Exception as exc:  # shown in the UI, never a traceback
-            msg = str(exc) if isinstance(exc, ValueError | RuntimeError) else \
-                f"{type(exc).__name__}: {exc}"
+            msg = (
+                str(exc)
+                if isinstance(exc, ValueError | RuntimeError)
+                else f"{type(exc).__name__}: {exc}"
+            )
             self._show_error(msg)
             return None
         finally:
@@ -245,8 +306,9 @@ class GenerationUI:
             raise ValueError("choose a primer first")
         settings = self.settings
         t0 = time.perf_counter()
-        result = generate(self.model, self.normalizer, self.primers[key], **settings,
-                          cpu_threads=self.cpu_threads)
+        result = generate(
+            self.model, self.normalizer, self.primers[key], **settings, cpu_threads=self.cpu_threads
+        )
         t1 = time.perf_counter()
         waves = [render(pm, self.sample_rate) for pm in result.midi]
         players = [play(w, self.sample_rate) for w in waves]
@@ -256,31 +318,50 @@ class GenerationUI:
         t3 = time.perf_counter()
 
         stem = key.removeprefix(UPLOAD_PREFIX).rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        outputs = [_html(
-            f"<b>{html.escape(key)}</b>: {settings['n_notes']} notes × "
-            f"{settings['n_variations']} variation(s), temperature "
-            f"{settings['temperature']:.2f}, top-k {settings['top_k'] or 'off'}, top-p "
-            f"{settings['top_p'] or 'off'}, seed {result.seed}")]
-        outputs.append(_bundle({"image/png": png,
-                                "text/plain": f"<piano rolls of {len(result)} variations>"}))
+        outputs = [
+            _html(
+                f"<b>{html.escape(key)}</b>: {settings['n_notes']} notes × "
+                f"{settings['n_variations']} variation(s), temperature "
+                f"{settings['temperature']:.2f}, top-k {settings['top_k'] or 'off'}, top-p "
+                f"{settings['top_p'] or 'off'}, seed {result.seed}"
+            )
+        ]
+        outputs.append(
+            _bundle({"image/png": png, "text/plain": f"<piano rolls of {len(result)} variations>"})
+        )
         for i, (player, pm) in enumerate(zip(players, result.midi, strict=True)):
-            link = midi_download_link(midi_to_bytes(pm), f"{stem}_seed{result.seed}_v{i + 1}.mid",
-                                      f"download variation {i + 1} (.mid)")
+            link = midi_download_link(
+                midi_to_bytes(pm),
+                f"{stem}_seed{result.seed}_v{i + 1}.mid",
+                f"download variation {i + 1} (.mid)",
+            )
             outputs.append(_html(f"<div><b>variation {i + 1}</b> {link}</div>"))
-            outputs.append(_bundle({"text/html": player._repr_html_(),
-                                    "text/plain": f"<audio: variation {i + 1}>"}))
-        outputs.append(_html("<b>degeneration measures</b> (continuation only; real "
-                             "pieces cut into windows of the same length)"))
-        outputs.append(_bundle({"text/html": table.to_html(),
-                                "text/plain": table.to_string()}))
+            outputs.append(
+                _bundle(
+                    {"text/html": player._repr_html_(), "text/plain": f"<audio: variation {i + 1}>"}
+                )
+            )
+        outputs.append(
+            _html(
+                "<b>degeneration measures</b> (continuation only; real "
+                "pieces cut into windows of the same length)"
+            )
+        )
+        outputs.append(_bundle({"text/html": table.to_html(), "text/plain": table.to_string()}))
         self.output.outputs = tuple(outputs)
 
         self.last_result, self.last_audio, self.last_error = result, waves, None
-        self.last_timings = {"generate": t1 - t0, "audio": t2 - t1, "plots": t3 - t2,
-                             "total": time.perf_counter() - t0}
-        self.status.value = (f"done in {self.last_timings['total']:.2f} s (generation "
-                             f"{t1 - t0:.2f} s, audio {t2 - t1:.2f} s, "
-                             f"{audio_backend()} synthesizer)")
+        self.last_timings = {
+            "generate": t1 - t0,
+            "audio": t2 - t1,
+            "plots": t3 - t2,
+            "total": time.perf_counter() - t0,
+        }
+        self.status.value = (
+            f"done in {self.last_timings['total']:.2f} s (generation "
+            f"{t1 - t0:.2f} s, audio {t2 - t1:.2f} s, "
+            f"{audio_backend()} synthesizer)"
+        )
         return result
 
     def _piano_rolls(self, result: GenerationResult, title: str) -> str:
@@ -291,13 +372,17 @@ class GenerationUI:
         n = len(result)
         height = 2.4 * n + 0.7
         fig = Figure(figsize=(11, height))
-        fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.35 / height,
-                            bottom=0.45 / height, hspace=0.35)
+        fig.subplots_adjust(
+            left=0.07, right=0.98, top=1 - 0.35 / height, bottom=0.45 / height, hspace=0.35
+        )
         axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
         for i, (ax, notes) in enumerate(zip(axes, result.notes, strict=True)):
-            plot_piano_roll(notes, ax=ax, split_at=result.split_at,
-                            title=f"{title}: variation {i + 1}" if i == 0 else
-                            f"variation {i + 1}")
+            plot_piano_roll(
+                notes,
+                ax=ax,
+                split_at=result.split_at,
+                title=f"{title}: variation {i + 1}" if i == 0 else f"variation {i + 1}",
+            )
             if i < n - 1:
                 ax.set_xlabel("")
         buf = io.BytesIO()

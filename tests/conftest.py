@@ -21,8 +21,16 @@ def bach_splits(bach):
     return split_pieces(bach, seed=0)
 
 
-def write_midi(path: Path, pitches, *, step: float = 0.25, duration: float = 0.2,
-               velocity: int = 90, drum: bool = False, chord_every: int = 0) -> Path:
+def write_midi(
+    path: Path,
+    pitches,
+    *,
+    step: float = 0.25,
+    duration: float = 0.2,
+    velocity: int = 90,
+    drum: bool = False,
+    chord_every: int = 0,
+) -> Path:
     """Write a real MIDI file with pretty_midi: one note per pitch, ``step`` seconds apart.
 
     ``chord_every=k`` puts every k-th note at the same start as the previous one.
@@ -33,8 +41,9 @@ def write_midi(path: Path, pitches, *, step: float = 0.25, duration: float = 0.2
     for i, p in enumerate(pitches):
         if not (chord_every and i and i % chord_every == 0):
             t = i * step if not chord_every else t + (step if i else 0.0)
-        inst.notes.append(pretty_midi.Note(velocity=velocity, pitch=int(p), start=t,
-                                           end=t + duration))
+        inst.notes.append(
+            pretty_midi.Note(velocity=velocity, pitch=int(p), start=t, end=t + duration)
+        )
     pm.instruments.append(inst)
     path.parent.mkdir(parents=True, exist_ok=True)
     pm.write(str(path))

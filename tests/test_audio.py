@@ -56,44 +56,44 @@ def test_backend_is_one_of_two():
 
 
 def test_single_note_has_its_fundamental_and_harmonics(builtin):
-    w = render(midi((69, 0.0, 1.0, 100)), SR)          # A4 = 440 Hz
+    w = render(midi((69, 0.0, 1.0, 100)), SR)  # A4 = 440 Hz
     assert w.dtype == np.float32 and w.ndim == 1
     assert np.isfinite(w).all()
     assert np.abs(w).max() == pytest.approx(PEAK, abs=1e-6) and np.abs(w).max() <= 1.0
-    assert np.sqrt(np.mean(w ** 2)) > 0.01               # not silent
+    assert np.sqrt(np.mean(w**2)) > 0.01  # not silent
     assert len(w) == pytest.approx(SR * (1.0 + audio._RELEASE), abs=2)
     freqs, mag = spectrum(w[:SR])
-    assert abs(freqs[mag.argmax()] - 440.0) < 2.0       # loudest component is the note
+    assert abs(freqs[mag.argmax()] - 440.0) < 2.0  # loudest component is the note
     assert level(freqs, mag, 440) > 20 * level(freqs, mag, 466.16)  # not the next semitone
-    assert level(freqs, mag, 880) > 0.05 * level(freqs, mag, 440)   # harmonics: not a sine
+    assert level(freqs, mag, 880) > 0.05 * level(freqs, mag, 440)  # harmonics: not a sine
     assert level(freqs, mag, 880) > 10 * level(freqs, mag, 660)
 
 
 def test_chord_has_every_fundamental(builtin):
-    chord = [60, 64, 67]                                 # C4 E4 G4
+    chord = [60, 64, 67]  # C4 E4 G4
     w = render(midi(*[(p, 0.0, 1.0, 90) for p in chord]), SR)
     freqs, mag = spectrum(w[:SR])
     f0s = [440.0 * 2 ** ((p - 69) / 12) for p in chord]
-    quiet = level(freqs, mag, 300.0)                     # between the notes
+    quiet = level(freqs, mag, 300.0)  # between the notes
     for f in f0s:
         assert level(freqs, mag, f) > 10 * quiet
 
 
 def test_envelope_has_no_clicks_and_decays(builtin):
     w = render(midi((57, 0.5, 1.5, 100)), SR)
-    assert np.abs(w[:int(0.5 * SR)]).max() == 0           # silence before the note
+    assert np.abs(w[: int(0.5 * SR)]).max() == 0  # silence before the note
     onset = int(0.5 * SR)
-    assert abs(w[onset]) < 1e-3                          # attack starts from zero
-    assert np.abs(w[-10:]).max() < 1e-3                  # release ends at zero
-    early = np.sqrt(np.mean(w[onset:onset + SR // 5] ** 2))
-    late = np.sqrt(np.mean(w[onset + int(0.8 * SR):onset + SR] ** 2))
-    assert early > 1.5 * late                            # a struck note dies away
+    assert abs(w[onset]) < 1e-3  # attack starts from zero
+    assert np.abs(w[-10:]).max() < 1e-3  # release ends at zero
+    early = np.sqrt(np.mean(w[onset : onset + SR // 5] ** 2))
+    late = np.sqrt(np.mean(w[onset + int(0.8 * SR) : onset + SR] ** 2))
+    assert early > 1.5 * late  # a struck note dies away
 
 
 def test_velocity_sets_loudness(builtin):
     w = render(midi((60, 0.0, 0.5, 30), (60, 1.0, 1.5, 120)), SR)
-    soft = np.sqrt(np.mean(w[:SR // 2] ** 2))
-    loud = np.sqrt(np.mean(w[SR:SR + SR // 2] ** 2))
+    soft = np.sqrt(np.mean(w[: SR // 2] ** 2))
+    loud = np.sqrt(np.mean(w[SR : SR + SR // 2] ** 2))
     assert soft > 0 and loud > 3 * soft
 
 
@@ -143,7 +143,7 @@ def test_wav_written_and_read_back(builtin, tmp_path):
     # a waveform works as well as a MIDI, and gives the same bytes
     assert write_wav(w, tmp_path / "w.wav", SR).read_bytes() == path.read_bytes()
     params, frames = read_wav(wav_bytes(np.array([2.0, -2.0, 0.5]), 8000))
-    assert frames.tolist() == [32767, -32767, 16384]     # clipped, not wrapped
+    assert frames.tolist() == [32767, -32767, 16384]  # clipped, not wrapped
     assert params.framerate == 8000
 
 

@@ -35,8 +35,9 @@ def windows_of(contexts: list[list[int]], targets: list[int]) -> Windows:
     """Windows with given input pitches and target pitches (continuous parts zero)."""
     p = torch.tensor(contexts, dtype=torch.int64)
     n, length = p.shape
-    return Windows(p, torch.zeros(n, length, 3), torch.tensor(targets, dtype=torch.int64),
-                   torch.zeros(n, 3))
+    return Windows(
+        p, torch.zeros(n, length, 3), torch.tensor(targets, dtype=torch.int64), torch.zeros(n, 3)
+    )
 
 
 ALT = [60, 62] * 20  # 40 notes alternating C4, D4
@@ -88,10 +89,10 @@ def test_unseen_contexts_fall_back_to_lower_order(alt_baselines):
     p1 = b.pitch_distribution("unigram", seq)
     p2 = b.pitch_distribution("bigram", seq)
     p3 = b.pitch_distribution("trigram", seq)
-    np.testing.assert_allclose(p2[0], p1[0])        # bigram context 11 never seen
-    np.testing.assert_allclose(p3[0], p2[0])        # trigram context (10, 11) never seen
+    np.testing.assert_allclose(p2[0], p1[0])  # bigram context 11 never seen
+    np.testing.assert_allclose(p3[0], p2[0])  # trigram context (10, 11) never seen
     np.testing.assert_allclose(p3[1], p2[1])
-    assert p3[2, 62] > p2[2, 62] > p1[2, 62]         # the seen context sharpens
+    assert p3[2, 62] > p2[2, 62] > p1[2, 62]  # the seen context sharpens
     assert p3[2, 62] > 0.5
 
 
@@ -129,19 +130,24 @@ def test_topk_ties_are_expected_accuracy():
 
 
 def test_training_mean_mse_is_the_variance_when_train_is_test():
-    pieces = [make_piece(list(range(50, 90)), "a", seed=0),
-              make_piece(list(range(60, 100)), "b", seed=1)]
+    pieces = [
+        make_piece(list(range(50, 90)), "a", seed=0),
+        make_piece(list(range(60, 100)), "b", seed=1),
+    ]
     norm = Normalizer.fit(pieces)
     b = fit_baselines(pieces, norm)
-    z = np.concatenate([norm.transform(p.notes[["step", "duration", "velocity"]].to_numpy())
-                        for p in pieces])
+    z = np.concatenate(
+        [norm.transform(p.notes[["step", "duration", "velocity"]].to_numpy()) for p in pieces]
+    )
     n = len(z)
-    w = Windows(torch.full((n, 32), 60), torch.zeros(n, 32, 3), torch.full((n,), 60),
-                torch.from_numpy(z))
+    w = Windows(
+        torch.full((n, 32), 60), torch.zeros(n, 32, 3), torch.full((n,), 60), torch.from_numpy(z)
+    )
     row = b.evaluate(w).loc["training mean"]
     var = z.astype(np.float64).var(axis=0)
-    np.testing.assert_allclose(row[["mse_step", "mse_duration", "mse_velocity"]].to_numpy(
-        np.float64), var, rtol=1e-5)
+    np.testing.assert_allclose(
+        row[["mse_step", "mse_duration", "mse_velocity"]].to_numpy(np.float64), var, rtol=1e-5
+    )
     # The normalizer scales training features to unit variance, so the MSE is 1.
     np.testing.assert_allclose(var, 1.0, rtol=1e-4)
     assert row[["pitch_nll", "pitch_top1", "pitch_top5"]].isna().all()
@@ -150,8 +156,9 @@ def test_training_mean_mse_is_the_variance_when_train_is_test():
 def test_evaluate_shape_and_chunking(alt_baselines):
     rng = np.random.default_rng(2)
     p = torch.from_numpy(rng.integers(55, 70, size=(300, 32)))
-    w = Windows(p, torch.randn(300, 32, 3), torch.from_numpy(rng.integers(55, 70, 300)),
-                torch.randn(300, 3))
+    w = Windows(
+        p, torch.randn(300, 32, 3), torch.from_numpy(rng.integers(55, 70, 300)), torch.randn(300, 3)
+    )
     whole = alt_baselines.evaluate(w)
     pieces = alt_baselines.evaluate(w, chunk=7)
     assert list(whole.index) == list(BASELINE_NAMES)
@@ -162,9 +169,13 @@ def test_evaluate_shape_and_chunking(alt_baselines):
     assert whole.loc[list(PITCH_BASELINES)].filter(like="pitch").notna().all().all()
     # "repeat previous" copies the last note's normalized values.
     expect = ((w.cont_seq[:, -1, :] - w.target_cont) ** 2).double().mean(dim=0).numpy()
-    np.testing.assert_allclose(whole.loc["repeat previous", ["mse_step", "mse_duration",
-                                                             "mse_velocity"]].to_numpy(
-        np.float64), expect, rtol=1e-6)
+    np.testing.assert_allclose(
+        whole.loc["repeat previous", ["mse_step", "mse_duration", "mse_velocity"]].to_numpy(
+            np.float64
+        ),
+        expect,
+        rtol=1e-6,
+    )
 
 
 def test_bad_inputs(alt_baselines):
@@ -174,8 +185,9 @@ def test_bad_inputs(alt_baselines):
     with pytest.raises(ValueError, match="zero training notes"):
         fit_baselines([], Normalizer.fit([piece]))
     with pytest.raises(ValueError, match="zero windows"):
-        alt_baselines.evaluate(windows_of([[60] * 32], [60])._replace(
-            pitch_seq=torch.empty(0, 32, dtype=torch.int64)))
+        alt_baselines.evaluate(
+            windows_of([[60] * 32], [60])._replace(pitch_seq=torch.empty(0, 32, dtype=torch.int64))
+        )
     with pytest.raises(ValueError, match="0..127"):
         alt_baselines.evaluate(windows_of([[60] * 32], [128]))
     with pytest.raises(KeyError, match="predicts no pitch"):
@@ -201,6 +213,12 @@ def test_bach_trigram_beats_unigram(bach_subset):
     assert nll["bigram"] < nll["unigram"]
     assert nll["unigram"] < math.log(128)  # better than uniform over the vocabulary
     assert table.loc["trigram", "pitch_top1"] > table.loc["unigram", "pitch_top1"]
-    assert ((table[["pitch_top1", "pitch_top5"]].dropna() >= 0)
-            & (table[["pitch_top1", "pitch_top5"]].dropna() <= 1)).all().all()
+    assert (
+        (
+            (table[["pitch_top1", "pitch_top5"]].dropna() >= 0)
+            & (table[["pitch_top1", "pitch_top5"]].dropna() <= 1)
+        )
+        .all()
+        .all()
+    )
     assert (table["pitch_top5"].dropna() >= table["pitch_top1"].dropna()).all()

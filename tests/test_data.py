@@ -93,8 +93,9 @@ def test_split_is_by_piece_and_reproducible(bach, bach_splits):
     assert set().union(*ids.values()) == {p.id for p in bach}
     assert len(ids["train"]) > len(ids["val"]) > 0 and len(ids["test"]) > 0
     again = split_pieces(list(reversed(bach)), seed=0)
-    assert {k: [p.id for p in v] for k, v in again.items()} == \
-        {k: [p.id for p in v] for k, v in bach_splits.items()}
+    assert {k: [p.id for p in v] for k, v in again.items()} == {
+        k: [p.id for p in v] for k, v in bach_splits.items()
+    }
     other = split_pieces(bach, seed=1)
     assert {p.id for p in other["test"]} != ids["test"]
 
@@ -106,23 +107,30 @@ def test_split_rejects_bad_fractions(bach):
 
 def test_normalizer_round_trip_and_json(bach_splits, tmp_path):
     norm = Normalizer.fit(bach_splits["train"])
-    raw = np.concatenate([p.notes[["step", "duration", "velocity"]].to_numpy()
-                          for p in bach_splits["test"]])
+    raw = np.concatenate(
+        [p.notes[["step", "duration", "velocity"]].to_numpy() for p in bach_splits["test"]]
+    )
     z = norm.transform(raw)
     assert z.dtype == np.float32
     back = norm.inverse_transform(z)
     np.testing.assert_allclose(back, raw, rtol=1e-5, atol=1e-6)
     # fitted on train only: train features are standardised, velocity is flagged constant
-    ztrain = norm.transform(np.concatenate(
-        [p.notes[["step", "duration", "velocity"]].to_numpy() for p in bach_splits["train"]]))
+    ztrain = norm.transform(
+        np.concatenate(
+            [p.notes[["step", "duration", "velocity"]].to_numpy() for p in bach_splits["train"]]
+        )
+    )
     np.testing.assert_allclose(ztrain[:, :2].mean(0), 0, atol=1e-4)
     np.testing.assert_allclose(ztrain[:, :2].std(0), 1, atol=1e-3)
     assert norm.degenerate == (False, False, True)
     norm.save(tmp_path / "norm.json")
     loaded = Normalizer.load(tmp_path / "norm.json")
     np.testing.assert_array_equal(loaded.transform(raw), z)
-    assert json.loads((tmp_path / "norm.json").read_text())["features"] == \
-        ["step", "duration", "velocity"]
+    assert json.loads((tmp_path / "norm.json").read_text())["features"] == [
+        "step",
+        "duration",
+        "velocity",
+    ]
 
 
 def test_normalizer_uses_training_split_only():
@@ -149,12 +157,15 @@ def test_windows_line_up_with_the_note_table(bach_splits):
     notes = pieces[1].notes
     for k in (0, 5, len(notes) - 33):
         i = first + k
-        assert w.pitch_seq[i].tolist() == notes["pitch"].iloc[k:k + 32].tolist()
+        assert w.pitch_seq[i].tolist() == notes["pitch"].iloc[k : k + 32].tolist()
         assert int(w.target_pitch[i]) == int(notes["pitch"].iloc[k + 32])
         raw = norm.inverse_transform(w.target_cont[i].numpy())
         np.testing.assert_allclose(
-            raw, notes[["step", "duration", "velocity"]].iloc[k + 32].to_numpy(),
-            rtol=1e-4, atol=1e-5)
+            raw,
+            notes[["step", "duration", "velocity"]].iloc[k + 32].to_numpy(),
+            rtol=1e-4,
+            atol=1e-5,
+        )
 
 
 def test_split_summary_counts(bach_splits):
@@ -164,6 +175,7 @@ def test_split_summary_counts(bach_splits):
 
 
 # ----------------------------------------------------------------- MIDI folders and bad input
+
 
 def test_midi_folder_with_every_kind_of_bad_file(tmp_path, monkeypatch, midi_writer):
     monkeypatch.setenv("MELODY_CACHE", str(tmp_path / "cache"))
@@ -210,8 +222,17 @@ def test_maestro_csv_split_is_honoured(tmp_path, monkeypatch, midi_writer):
     for i, split in enumerate(["train", "train", "validation", "test", "train"]):
         name = f"2018/piece{i}.midi"
         midi_writer(folder / name, [40 + (i + k) % 30 for k in range(40)], velocity=30 + 10 * i)
-        rows.append({"canonical_composer": "X", "canonical_title": f"t{i}", "split": split,
-                     "year": 2018, "midi_filename": name, "audio_filename": "", "duration": 1})
+        rows.append(
+            {
+                "canonical_composer": "X",
+                "canonical_title": f"t{i}",
+                "split": split,
+                "year": 2018,
+                "midi_filename": name,
+                "audio_filename": "",
+                "duration": 1,
+            }
+        )
     pd.DataFrame(rows).to_csv(folder / "maestro-v3.0.0.csv", index=False)
     corpus = load_corpus(folder, progress=False)
     splits = split_pieces(corpus, seed=123)
@@ -236,8 +257,9 @@ def test_notes_from_midi_errors(tmp_path, midi_writer):
 
 
 def test_pieces_shorter_than_a_window_give_no_windows():
-    notes = note_table(list(range(60, 80)), np.arange(20) * 0.5, np.arange(20) * 0.5 + 0.4,
-                       [80] * 20)
+    notes = note_table(
+        list(range(60, 80)), np.arange(20) * 0.5, np.arange(20) * 0.5 + 0.4, [80] * 20
+    )
     norm = Normalizer.fit(notes[["step", "duration", "velocity"]].to_numpy())
     w = make_windows([Piece("short", notes)], norm)
     assert w.pitch_seq.shape == (0, 32)

@@ -42,8 +42,10 @@ def fifths_embedding(noise: float = 0.01, seed: int = 0, dim: int = 96) -> np.nd
     p = np.arange(128)
     a = 2 * np.pi * ((7 * (p % 12)) % 12) / 12
     b = 0.8 * (p // 12 - 1)
-    core = np.concatenate([np.stack([np.cos(a), np.sin(a), np.cos(b), np.sin(b)], axis=1),
-                           0.7 * np.eye(12)[p % 12]], axis=1)
+    core = np.concatenate(
+        [np.stack([np.cos(a), np.sin(a), np.cos(b), np.sin(b)], axis=1), 0.7 * np.eye(12)[p % 12]],
+        axis=1,
+    )
     q, _ = np.linalg.qr(rng.normal(size=(dim, core.shape[1])))
     return core @ q.T + noise * rng.normal(size=(128, dim))
 
@@ -73,6 +75,7 @@ def with_junk_on_unseen(E: np.ndarray, mask: np.ndarray, kind: str) -> np.ndarra
 
 
 # --------------------------------------------------------------------------- inputs
+
 
 def test_embedding_table_and_counts():
     torch.manual_seed(0)
@@ -104,6 +107,7 @@ def test_random_init_embedding_is_the_models_init():
 
 
 # --------------------------------------------------------------------------- similarity
+
 
 def test_cosine_matrix_masks_unseen(E, mask):
     S = cosine_similarity_matrix(E, mask)
@@ -141,8 +145,9 @@ def test_never_seen_pitches_change_nothing(E, mask):
         pd.testing.assert_frame_equal(nearest_neighbours(J, 60, k=6, mask=mask), base_nn)
         pd.testing.assert_frame_equal(similarity_by_interval(J, mask), base_int)
         assert linear_probe(J, mask, "pitch_class") == base_probe
-        np.testing.assert_array_equal(permuted_embedding(J, mask, 0)[mask],
-                                      permuted_embedding(E, mask, 0)[mask])
+        np.testing.assert_array_equal(
+            permuted_embedding(J, mask, 0)[mask], permuted_embedding(E, mask, 0)[mask]
+        )
     # Without the mask the copies of C4 would take over its neighbourhood: the mask matters.
     J = with_junk_on_unseen(E, mask, "copies")
     assert nearest_neighbours(J, 60, k=3)["cosine"].min() == pytest.approx(1.0)
@@ -170,12 +175,13 @@ def test_similarity_by_interval_by_hand():
     table = similarity_by_interval(E, m, max_interval=3)
     c = 1 / np.sqrt(2)
     assert table.loc[1, "mean"] == pytest.approx((0 + c) / 2)  # pairs (60,61), (61,62)
-    assert table.loc[2, "mean"] == pytest.approx(c)             # pair (60,62)
+    assert table.loc[2, "mean"] == pytest.approx(c)  # pair (60,62)
     assert table.loc[1, "n_pairs"] == 2 and table.loc[2, "n_pairs"] == 1
     assert table.loc[3, "n_pairs"] == 0 and np.isnan(table.loc[3, "mean"])
 
 
 # --------------------------------------------------------------------------- probes
+
 
 def test_linear_probe_reads_structure_not_noise(E, mask):
     pc = linear_probe(E, mask, "pitch_class")
@@ -201,6 +207,7 @@ def test_linear_probe_bad_target(E, mask):
 
 # --------------------------------------------------------------------------- controls
 
+
 def test_permuted_embedding_keeps_vectors_destroys_structure(E, mask):
     P = permuted_embedding(E, mask, seed=0)
     np.testing.assert_array_equal(P[~mask], E[~mask])
@@ -214,7 +221,6 @@ def test_permuted_embedding_keeps_vectors_destroys_structure(E, mask):
     assert after.max() - after.min() < 0.3  # the interval profile flattens
 
 
-
 def _train_rows(optimizer, steps: int):
     """Train a 6x4 Embedding whose rows 1 and 3 are never looked up; (weight, start)."""
     emb = torch.nn.Embedding(6, 4)
@@ -225,6 +231,7 @@ def _train_rows(optimizer, steps: int):
         emb(torch.tensor([0, 2, 4, 5])).pow(2).sum().backward()
         opt.step()
     return emb.weight.detach().numpy(), start
+
 
 def test_learned_update_recovers_what_training_wrote(E, mask):
     E0 = random_init_embedding(3)
@@ -263,9 +270,16 @@ def test_compare_with_controls_separates_real_from_random(E, mask):
         return similarity_by_interval(E_, m_, max_interval=7)["mean"][7]
 
     real = compare_with_controls(fifth, E, mask, n_permutations=49, n_random=19, seed=0)
-    assert list(real.columns) == ["trained", "random_init_mean", "random_init_std",
-                                  "permuted_mean", "permuted_std", "p_random_init",
-                                  "p_permuted", "beats_controls"]
+    assert list(real.columns) == [
+        "trained",
+        "random_init_mean",
+        "random_init_std",
+        "permuted_mean",
+        "permuted_std",
+        "p_random_init",
+        "p_permuted",
+        "beats_controls",
+    ]
     row = real.loc["value"]
     assert row["beats_controls"]
     assert row["p_permuted"] == pytest.approx(1 / 50) and row["p_random_init"] == 1 / 20
@@ -281,8 +295,9 @@ def test_compare_with_controls_vector_measure_and_probe(E, mask):
     def profile(E_, m_):
         return similarity_by_interval(E_, m_)["mean"]
 
-    table = compare_with_controls(profile, E, mask, n_permutations=99, n_random=39, seed=1,
-                                  correction=None)
+    table = compare_with_controls(
+        profile, E, mask, n_permutations=99, n_random=39, seed=1, correction=None
+    )
     assert list(table.index) == list(range(1, 13))
     # Fifth, fourth, whole tone, minor seventh and octave are closer than chance;
     # the semitone (210° on the circle of fifths) is not: "C# near C" fails here.
@@ -310,11 +325,11 @@ def test_compare_with_controls_warns_when_it_cannot_succeed(E, mask):
     assert not out["beats_controls"].any()
     assert out.loc[7, "p_random_init"] == pytest.approx(1 / 40)
     with pytest.raises(ValueError, match="correction"):
-        compare_with_controls(profile, E, mask, n_permutations=1, n_random=1,
-                              correction="holm")
+        compare_with_controls(profile, E, mask, n_permutations=1, n_random=1, correction="holm")
 
 
 # --------------------------------------------------------------------------- export
+
 
 def test_export_projector_tsv(tmp_path, E, mask):
     counts = np.where(mask, 7, 0)
@@ -325,8 +340,9 @@ def test_export_projector_tsv(tmp_path, E, mask):
     assert vectors.shape == (49, 96)  # unseen pitches left out by default
     np.testing.assert_allclose(vectors, E[mask], rtol=1e-7, atol=1e-12)
     first = vec_path.read_text().splitlines()[0].split("\t")
-    assert len(first) == 96 and all(float(x) == pytest.approx(v) for x, v in
-                                    zip(first, E[36], strict=True))  # no header row
+    assert len(first) == 96 and all(
+        float(x) == pytest.approx(v) for x, v in zip(first, E[36], strict=True)
+    )  # no header row
     lines = meta_path.read_text().splitlines()
     assert lines[0] == "name\tpitch\tpitch_class\toctave\tcount\tseen"
     assert len(lines) == 1 + 49
@@ -345,6 +361,7 @@ def test_export_projector_tsv(tmp_path, E, mask):
 
 # --------------------------------------------------------------------------- plots
 
+
 def test_plot_pitch_scatter_2d_and_3d():
     import matplotlib
 
@@ -358,8 +375,10 @@ def test_plot_pitch_scatter_2d_and_3d():
     xy = np.arange(10, dtype=float).reshape(5, 2)
     ax = plot_pitch_scatter(xy, pitches, color_by="pitch_class", title="t")
     # one scatter per pitch class present, points where they were given
-    by_label = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(),
-                                                ax.get_legend().legend_handles, strict=True)}
+    by_label = {
+        t.get_text(): h
+        for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles, strict=True)
+    }
     assert list(by_label) == ["C", "C#", "G"]
     offsets = {c.get_label(): c.get_offsets() for c in ax.collections}
     np.testing.assert_array_equal(offsets["C"], xy[[0, 2, 3]])
@@ -372,7 +391,10 @@ def test_plot_pitch_scatter_2d_and_3d():
 
     octave = plot_pitch_scatter(xy, pitches, color_by="octave", annotate=False)
     assert [t.get_text() for t in octave.get_legend().get_texts()] == [
-        "octave 3", "octave 4", "octave 5"]
+        "octave 3",
+        "octave 4",
+        "octave 5",
+    ]
     assert not octave.texts
     np.testing.assert_array_equal(octave.collections[1].get_offsets(), xy[[0, 1, 4]])
 

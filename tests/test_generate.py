@@ -59,8 +59,9 @@ def first_window(primer, normalizer):
     """The model inputs generate() builds for the first step, for independent checks."""
     ctx = primer.notes.iloc[-32:]
     pitch = torch.tensor(ctx["pitch"].to_numpy(np.int64))[None]
-    cont = torch.from_numpy(normalizer.transform(
-        ctx[["step", "duration", "velocity"]].to_numpy(np.float64)))[None]
+    cont = torch.from_numpy(
+        normalizer.transform(ctx[["step", "duration", "velocity"]].to_numpy(np.float64))
+    )[None]
     return pitch, cont
 
 
@@ -69,7 +70,7 @@ def count_music21_notes(path) -> int:
     that music21 split across a barline (tie start ... stop) counts once."""
     n = 0
     for el in music21.converter.parse(path).recurse().notes:
-        for sub in (el.notes if el.isChord else [el]):
+        for sub in el.notes if el.isChord else [el]:
             tie = sub.tie if sub.tie is not None else el.tie
             n += tie is None or tie.type == "start"
     return n
@@ -80,6 +81,7 @@ def pitches(result: GenerationResult, i: int = 0) -> list[int]:
 
 
 # --------------------------------------------------------------------------- structure
+
 
 def test_result_tables_midi_and_stats(model, normalizer, primer):
     r = generate(model, normalizer, primer, 12, n_variations=3, seed=0)
@@ -119,6 +121,7 @@ def test_primer_as_table_or_piece_same_result(model, normalizer, primer):
 
 # --------------------------------------------------------------------------- seeds
 
+
 def test_same_seed_same_music_different_seed_different(model, normalizer, primer):
     a = generate(model, normalizer, primer, 16, n_variations=2, seed=42)
     b = generate(model, normalizer, primer, 16, n_variations=2, seed=42)
@@ -145,6 +148,7 @@ def test_random_seed_is_recorded_and_reproduces(model, normalizer, primer):
 
 # --------------------------------------------------------------------------- sampling
 
+
 def test_greedy_is_argmax_and_ignores_seed(model, normalizer, primer):
     a = generate(model, normalizer, primer, 8, temperature=0, seed=1)
     b = generate(model, normalizer, primer, 8, temperature=0, seed=2, n_variations=2)
@@ -165,16 +169,14 @@ def test_top_k_and_top_p_restrict_the_first_note(model, normalizer, primer):
     probs = logits.softmax(-1)
     order = torch.argsort(probs, descending=True)
     mass = probs[order].cumsum(0)
-    nucleus = set(order[:int((mass < 0.2).sum()) + 1].tolist())  # smallest set with >= 0.2
+    nucleus = set(order[: int((mass < 0.2).sum()) + 1].tolist())  # smallest set with >= 0.2
 
     free = generate(model, normalizer, primer, 1, temperature=2.0, n_variations=64, seed=0)
     firsts = {pitches(free, i)[0] for i in range(64)}
     assert len(firsts) > len(nucleus) and len(firsts) > 3  # unfiltered sampling spreads
-    k = generate(model, normalizer, primer, 1, temperature=2.0, top_k=3, n_variations=64,
-                 seed=0)
+    k = generate(model, normalizer, primer, 1, temperature=2.0, top_k=3, n_variations=64, seed=0)
     assert {pitches(k, i)[0] for i in range(64)} <= top3
-    p = generate(model, normalizer, primer, 1, temperature=2.0, top_p=0.2, n_variations=64,
-                 seed=0)
+    p = generate(model, normalizer, primer, 1, temperature=2.0, top_p=0.2, n_variations=64, seed=0)
     assert {pitches(p, i)[0] for i in range(64)} <= nucleus
 
 
@@ -191,6 +193,7 @@ def test_filter_logits_on_a_known_distribution():
 
 
 # --------------------------------------------------------------------------- clamps
+
 
 def forced(model: MelodyLSTM, value: float) -> MelodyLSTM:
     """A copy whose continuous head always outputs ``value`` (normalized units)."""
@@ -236,8 +239,7 @@ def test_tiny_steps_snap_to_chord_tones(model, normalizer, primer):
 def test_next_window_reads_the_clamped_notes(model, normalizer, primer):
     m = forced(model, 1e4)
     calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-    m.register_forward_pre_hook(lambda _m, args: calls.append((args[0].clone(),
-                                                                 args[1].clone())))
+    m.register_forward_pre_hook(lambda _m, args: calls.append((args[0].clone(), args[1].clone())))
     r = generate(m, normalizer, primer, 3, n_variations=2, seed=0)
     assert len(calls) == 3
     clamped = normalizer.transform(np.array([[MAX_STEP, MAX_DURATION, 127.0]]))[0]
@@ -252,6 +254,7 @@ def test_next_window_reads_the_clamped_notes(model, normalizer, primer):
 
 
 # --------------------------------------------------------------------------- modes, errors
+
 
 def test_cpu_threads_is_restored(model, normalizer, primer):
     torch.set_num_threads(2)
@@ -300,8 +303,11 @@ BAD_ARGS = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "match"), BAD_ARGS,
-                         ids=[f"{next(iter(k))}={next(iter(k.values()))}" for k, _ in BAD_ARGS])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    BAD_ARGS,
+    ids=[f"{next(iter(k))}={next(iter(k.values()))}" for k, _ in BAD_ARGS],
+)
 def test_bad_arguments_raise(model, normalizer, primer, kwargs, match):
     args = {"n_notes": 4, **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -328,6 +334,7 @@ def test_bad_primers_raise(model, normalizer, primer):
 
 # --------------------------------------------------------------------------- MIDI files
 
+
 def test_midi_file_read_back_by_pretty_midi_and_music21(model, normalizer, primer, tmp_path):
     r = generate(model, normalizer, primer, 24, n_variations=2, seed=3)
     paths = r.write_midi(tmp_path, stem="gen")
@@ -344,6 +351,7 @@ def test_midi_file_read_back_by_pretty_midi_and_music21(model, normalizer, prime
 
 
 # --------------------------------------------------------------------------- metrics
+
 
 def test_degeneration_stats_by_hand():
     st = degeneration_stats([60, 60, 60, 62, 64])
@@ -363,7 +371,7 @@ def test_degeneration_stats_by_hand():
 
 
 def test_reference_stats_windows_and_means():
-    a = pd.DataFrame({"pitch": [60] * 10, "step": [0.5] * 10})          # 2 windows of 5
+    a = pd.DataFrame({"pitch": [60] * 10, "step": [0.5] * 10})  # 2 windows of 5
     b = pd.DataFrame({"pitch": list(range(60, 85)), "step": [0.5] * 25})  # 5 windows
     ref = reference_stats([a, b], 5)
     assert ref["pieces"] == 2 and ref["windows"] == 7 and ref["notes"] == 5

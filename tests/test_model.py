@@ -8,8 +8,13 @@ import torch
 from melody_utils.model import MelodyLSTM, lstm_layer_params, parameter_table
 
 SPEC_COUNTS = {
-    "embedding": 12_288, "lstm layer 1": 538_880, "lstm layer 2": 821_760,
-    "lstm layer 3": 821_760, "layernorm": 640, "pitch head": 41_088, "cont head": 963,
+    "embedding": 12_288,
+    "lstm layer 1": 538_880,
+    "lstm layer 2": 821_760,
+    "lstm layer 3": 821_760,
+    "layernorm": 640,
+    "pitch head": 41_088,
+    "cont head": 963,
     "total": 2_237_379,
 }
 
@@ -88,18 +93,25 @@ def test_dropout_only_in_train_mode():
     assert torch.equal(m(p, c)[0], m(p, c)[0])
 
 
-@pytest.mark.parametrize("pitch, cont, error, match", [
-    (torch.zeros(2, 32, dtype=torch.int32), torch.zeros(2, 32, 3), TypeError, "int64"),
-    (torch.zeros(2, 32, dtype=torch.long), torch.zeros(2, 32, 3, dtype=torch.long), TypeError,
-     "float"),
-    (torch.full((2, 32), 130), torch.zeros(2, 32, 3), ValueError, "0..127"),
-    (torch.full((2, 32), -1), torch.zeros(2, 32, 3), ValueError, "0..127"),
-    (torch.zeros(32, dtype=torch.long), torch.zeros(32, 3), ValueError, "batch, seq_len"),
-    (torch.zeros(2, 32, dtype=torch.long), torch.zeros(2, 32, 4), ValueError, "seq_len, 3"),
-    (torch.zeros(2, 32, dtype=torch.long), torch.zeros(3, 32, 3), ValueError, "disagree"),
-    (torch.zeros(2, 16, dtype=torch.long), torch.zeros(2, 16, 3), ValueError, "32 notes"),
-    ([[60] * 32], torch.zeros(1, 32, 3), TypeError, "torch tensors"),
-])
+@pytest.mark.parametrize(
+    "pitch, cont, error, match",
+    [
+        (torch.zeros(2, 32, dtype=torch.int32), torch.zeros(2, 32, 3), TypeError, "int64"),
+        (
+            torch.zeros(2, 32, dtype=torch.long),
+            torch.zeros(2, 32, 3, dtype=torch.long),
+            TypeError,
+            "float",
+        ),
+        (torch.full((2, 32), 130), torch.zeros(2, 32, 3), ValueError, "0..127"),
+        (torch.full((2, 32), -1), torch.zeros(2, 32, 3), ValueError, "0..127"),
+        (torch.zeros(32, dtype=torch.long), torch.zeros(32, 3), ValueError, "batch, seq_len"),
+        (torch.zeros(2, 32, dtype=torch.long), torch.zeros(2, 32, 4), ValueError, "seq_len, 3"),
+        (torch.zeros(2, 32, dtype=torch.long), torch.zeros(3, 32, 3), ValueError, "disagree"),
+        (torch.zeros(2, 16, dtype=torch.long), torch.zeros(2, 16, 3), ValueError, "32 notes"),
+        ([[60] * 32], torch.zeros(1, 32, 3), TypeError, "torch tensors"),
+    ],
+)
 def test_bad_inputs_get_clear_errors(model, pitch, cont, error, match):
     with pytest.raises(error, match=match):
         model(pitch, cont)

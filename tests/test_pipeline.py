@@ -18,8 +18,13 @@ def test_main_job_writes_every_output(tmp_path, capsys, one_torch_thread):
     assert "Test split" in printed and "trigram" in printed
     model, norm, meta = load_checkpoint(out / "checkpoints" / "melody_lstm_bach")
     assert meta["source"] == "bach" and meta["split_seed"] == 0
-    assert set(meta["baselines"]) == {"unigram", "bigram", "trigram", "repeat previous",
-                                      "training mean"}
+    assert set(meta["baselines"]) == {
+        "unigram",
+        "bigram",
+        "trigram",
+        "repeat previous",
+        "training mean",
+    }
     assert meta["test_metrics"]["pitch_nll"] > 0
     history = pd.read_csv(out / "history.csv")
     assert len(history) == 2 and {"train_pitch_loss", "val_cont_loss"} <= set(history.columns)
@@ -32,8 +37,22 @@ def test_main_job_writes_every_output(tmp_path, capsys, one_torch_thread):
         assert mid.with_suffix(".wav").stat().st_size > 1000
         assert mid.with_suffix(".png").exists()
     # an interrupted run resumes: nothing left to train, same best epoch
-    assert main(["run", "--profile", "fast", "--limit", "40", "--out", str(out), "--resume",
-                 "--no-music"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--profile",
+                "fast",
+                "--limit",
+                "40",
+                "--out",
+                str(out),
+                "--resume",
+                "--no-music",
+            ]
+        )
+        == 0
+    )
     assert len(pd.read_csv(out / "history.csv")) == 2
 
 

@@ -28,9 +28,16 @@ def _close_figures():
 
 def _table(n: int) -> pd.DataFrame:
     start = np.arange(n) * 0.5
-    return pd.DataFrame({"pitch": 60 + (np.arange(n) * 5) % 17, "start": start,
-                         "end": start + 0.4, "step": np.r_[0.0, np.full(n - 1, 0.5)],
-                         "duration": np.full(n, 0.4), "velocity": np.full(n, 64)})
+    return pd.DataFrame(
+        {
+            "pitch": 60 + (np.arange(n) * 5) % 17,
+            "start": start,
+            "end": start + 0.4,
+            "step": np.r_[0.0, np.full(n - 1, 0.5)],
+            "duration": np.full(n, 0.4),
+            "velocity": np.full(n, 64),
+        }
+    )
 
 
 def test_note_name():

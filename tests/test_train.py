@@ -13,16 +13,20 @@ from melody_utils.data import Normalizer, make_windows
 from melody_utils.model import MelodyLSTM
 from melody_utils.train import TrainConfig, evaluate, train
 
-CFG = TrainConfig(epochs=3, batch_size=32, max_steps_per_epoch=6, warmup_steps=2, lr=3e-3,
-                  patience=5)
+CFG = TrainConfig(
+    epochs=3, batch_size=32, max_steps_per_epoch=6, warmup_steps=2, lr=3e-3, patience=5
+)
 
 
 @pytest.fixture(scope="module")
 def small(bach_splits):
     """A small real subset: 12 training chorales, 3 validation chorales."""
     norm = Normalizer.fit(bach_splits["train"])
-    return (norm, make_windows(bach_splits["train"][:12], norm),
-            make_windows(bach_splits["val"][:3], norm))
+    return (
+        norm,
+        make_windows(bach_splits["train"][:12], norm),
+        make_windows(bach_splits["val"][:3], norm),
+    )
 
 
 def fresh(seed=0):
@@ -34,15 +38,27 @@ def test_loss_decreases_on_real_data(small, tmp_path):
     norm, tw, vw = small
     model = fresh()
     before = evaluate(model, vw)
-    result = train(model, tw, vw, TrainConfig(epochs=4, batch_size=64, max_steps_per_epoch=15,
-                                              warmup_steps=5, lr=5e-3),
-                   device="cpu", progress=False)
+    result = train(
+        model,
+        tw,
+        vw,
+        TrainConfig(epochs=4, batch_size=64, max_steps_per_epoch=15, warmup_steps=5, lr=5e-3),
+        device="cpu",
+        progress=False,
+    )
     hist = result.history
     assert hist["train_pitch_loss"].iloc[-1] < hist["train_pitch_loss"].iloc[0]
     assert result.best_val_loss < before["loss"] - 0.5
-    assert set(hist.columns) >= {"train_pitch_loss", "train_cont_loss", "val_pitch_loss",
-                                 "val_cont_loss", "val_pitch_top1", "val_pitch_top5", "lr",
-                                 "seconds"}
+    assert set(hist.columns) >= {
+        "train_pitch_loss",
+        "train_cont_loss",
+        "val_pitch_loss",
+        "val_cont_loss",
+        "val_pitch_top1",
+        "val_pitch_top5",
+        "lr",
+        "seconds",
+    }
     # the model ends with its best validation weights
     assert evaluate(model, vw)["loss"] == pytest.approx(result.best_val_loss, rel=1e-5)
 
@@ -50,15 +66,32 @@ def test_loss_decreases_on_real_data(small, tmp_path):
 def test_resume_equals_an_uninterrupted_run(small, tmp_path):
     norm, tw, vw = small
     a = fresh()
-    train(a, tw, vw, CFG, out_dir=tmp_path / "a", normalizer=norm, progress=False,
-          device="cpu")
+    train(a, tw, vw, CFG, out_dir=tmp_path / "a", normalizer=norm, progress=False, device="cpu")
     b = fresh()
-    train(b, tw, vw, CFG, out_dir=tmp_path / "b", normalizer=norm, progress=False,
-          device="cpu", stop_after_epochs=1)
+    train(
+        b,
+        tw,
+        vw,
+        CFG,
+        out_dir=tmp_path / "b",
+        normalizer=norm,
+        progress=False,
+        device="cpu",
+        stop_after_epochs=1,
+    )
     assert len(json.loads((tmp_path / "b" / "best.json").read_text())["history"]) == 1
     c = fresh(seed=99)  # different init: everything must come from last.pt
-    res = train(c, tw, vw, CFG, out_dir=tmp_path / "b", normalizer=norm, progress=False,
-                device="cpu", resume=True)
+    res = train(
+        c,
+        tw,
+        vw,
+        CFG,
+        out_dir=tmp_path / "b",
+        normalizer=norm,
+        progress=False,
+        device="cpu",
+        resume=True,
+    )
     assert len(res.history) == 3
     for (k, va), vc in zip(a.state_dict().items(), c.state_dict().values(), strict=True):
         assert torch.equal(va, vc), k
@@ -70,8 +103,7 @@ def test_resume_equals_an_uninterrupted_run(small, tmp_path):
 def test_resume_needs_last_checkpoint(small, tmp_path):
     norm, tw, vw = small
     with pytest.raises(FileNotFoundError, match="last.pt"):
-        train(fresh(), tw, vw, CFG, out_dir=tmp_path, normalizer=norm, resume=True,
-              progress=False)
+        train(fresh(), tw, vw, CFG, out_dir=tmp_path, normalizer=norm, resume=True, progress=False)
 
 
 def test_checkpoint_round_trip_and_corruption(small, tmp_path):

@@ -37,8 +37,14 @@ def parts(bach_splits):
 def ui(parts, monkeypatch):
     monkeypatch.setenv("MELODY_AUDIO_BACKEND", "builtin")
     model, normalizer, test = parts
-    ui = GenerationUI(model, normalizer, primers_from_pieces(test[:3]), reference=test,
-                      n_notes=16, sample_rate=8000)
+    ui = GenerationUI(
+        model,
+        normalizer,
+        primers_from_pieces(test[:3]),
+        reference=test,
+        n_notes=16,
+        sample_rate=8000,
+    )
     return ui
 
 
@@ -48,9 +54,15 @@ def outputs_with(ui: GenerationUI, mime: str) -> list[str]:
 
 def upload(ui: GenerationUI, data: bytes, name: str) -> None:
     """What the browser does when a file is chosen in the FileUpload widget."""
-    ui.upload.value = ({"name": name, "type": "audio/midi", "size": len(data),
-                        "content": memoryview(data),
-                        "last_modified": datetime.datetime.now(datetime.UTC)},)
+    ui.upload.value = (
+        {
+            "name": name,
+            "type": "audio/midi",
+            "size": len(data),
+            "content": memoryview(data),
+            "last_modified": datetime.datetime.now(datetime.UTC),
+        },
+    )
 
 
 def test_click_produces_rolls_audio_links_and_stats(ui):
@@ -80,14 +92,15 @@ def test_click_produces_rolls_audio_links_and_stats(ui):
     players = [h for h in outputs_with(ui, "text/html") if "<audio" in h]
     assert len(players) == 2
     for html, w in zip(players, ui.last_audio, strict=True):
-        wav = base64.b64decode(re.search(r"data:audio/wav;base64,([A-Za-z0-9+/=]+)",
-                                         html).group(1))
+        wav = base64.b64decode(re.search(r"data:audio/wav;base64,([A-Za-z0-9+/=]+)", html).group(1))
         with wave.open(io.BytesIO(wav)) as f:
             assert f.getframerate() == 8000 and f.getnframes() == len(w)
 
     # MIDI downloads: valid files holding the generated notes
-    links = re.findall(r'<a download="([^"]+)" href="data:audio/midi;base64,([^"]+)"',
-                       "".join(outputs_with(ui, "text/html")))
+    links = re.findall(
+        r'<a download="([^"]+)" href="data:audio/midi;base64,([^"]+)"',
+        "".join(outputs_with(ui, "text/html")),
+    )
     assert len(links) == 2
     for (name, b64), tab in zip(links, r.notes, strict=True):
         assert name.endswith(".mid") and "seed7" in name
@@ -135,26 +148,32 @@ def test_upload_a_midi_file_and_generate_from_it(ui, midi_writer, tmp_path):
     assert ui.last_result.notes[0]["pitch"].iloc[:32].tolist() == list(range(58, 90))
 
 
-@pytest.mark.parametrize(("kind", "message"), [
-    ("garbage", "not a readable MIDI file"),
-    ("empty", "the file is empty"),
-    ("short", "has 10 notes; a primer needs at least 32"),
-    ("drums", "drum-only"),
-])
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("garbage", "not a readable MIDI file"),
+        ("empty", "the file is empty"),
+        ("short", "has 10 notes; a primer needs at least 32"),
+        ("drums", "drum-only"),
+    ],
+)
 def test_bad_uploads_show_a_message(ui, midi_writer, tmp_path, kind, message):
     if kind == "garbage":
         data = b"MThd this is not really a MIDI file"
     elif kind == "empty":
         data = b""
     else:
-        path = midi_writer(tmp_path / "x.mid", range(60, 70) if kind == "short" else
-                           [36] * 40, drum=kind == "drums")
+        path = midi_writer(
+            tmp_path / "x.mid",
+            range(60, 70) if kind == "short" else [36] * 40,
+            drum=kind == "drums",
+        )
         data = path.read_bytes()
     before = list(ui.primer.options)
-    upload(ui, data, f"{kind}.mid")                   # must not raise
+    upload(ui, data, f"{kind}.mid")  # must not raise
     assert message in ui.last_error
     assert message in ui.status.value
-    assert list(ui.primer.options) == before          # nothing half-added
+    assert list(ui.primer.options) == before  # nothing half-added
     shown = "".join(outputs_with(ui, "text/plain"))
     assert message in shown and "Traceback" not in shown
 
@@ -166,7 +185,7 @@ def test_generation_errors_are_shown_not_raised(parts, monkeypatch):
     ui = GenerationUI(model, normalizer, {"short": short, "ok": test[0].notes})
     ui.primer.value = "short"
     ui.n_notes.value = 4
-    ui.generate_button.click()                        # must not raise
+    ui.generate_button.click()  # must not raise
     assert ui.last_result is None
     assert "has 20 notes; the model needs at least 32" in ui.last_error
     shown = "".join(outputs_with(ui, "text/plain"))
