@@ -4,13 +4,18 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+CODE   := melody_utils tests benchmarks tools
 
-.PHONY: run test lint notebooks clean help
+.PHONY: run test lint format notebooks clean clean-cache help
 
 help:
-	@echo "make run        train on the Bach chorales, write outputs/ (ARGS=\"--source DIR\" etc.)"
-	@echo "make test       ruff + pytest + every notebook through nbval (MELODY_FAST=1)"
-	@echo "make notebooks  re-execute every notebook in full mode and save its outputs"
+	@echo "make run          train on the Bach chorales, write outputs/ (ARGS=\"--source DIR\" etc.)"
+	@echo "make test         lint + pytest + every notebook through nbval (MELODY_FAST=1)"
+	@echo "make lint         ruff check and ruff format --check"
+	@echo "make format       ruff format and the safe ruff fixes"
+	@echo "make notebooks    re-execute every notebook in full mode and save its outputs"
+	@echo "make clean-cache  delete the parsed-corpus cache only"
+	@echo "make clean        delete .venv, the cache and outputs/"
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,15 +27,23 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP)
 	$(PY) -m melody_utils run $(ARGS)
 
-test: $(STAMP)
-	$(PY) -m ruff check melody_utils tests benchmarks
+lint: $(STAMP)
+	$(PY) -m ruff check $(CODE)
+	$(PY) -m ruff format --check $(CODE)
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix $(CODE)
+	$(PY) -m ruff format $(CODE)
+
+test: lint
 	MELODY_FAST=1 MPLBACKEND=Agg $(PY) -m pytest -q
 
 notebooks: $(STAMP)
-	for nb in notebooks/0*.ipynb; do \
-	  $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.timeout=7200 \
-	    --ExecutePreprocessor.record_timing=False "$$nb" || exit 1; done
+	$(PY) tools/execute_notebooks.py notebooks/*.ipynb
 
-clean:
-	rm -rf $(VENV) data/cache outputs
+clean-cache:
+	@if [ -x $(PY) ]; then $(PY) -c "from melody_utils.corpus import clear_cache; \
+	  print(f'removed {len(clear_cache())} cache files')"; else rm -rf data/cache; fi
+
+clean: clean-cache
+	rm -rf $(VENV) outputs

@@ -24,7 +24,7 @@ def main() -> None:
     if args.workers:
         os.environ["MELODY_WORKERS"] = str(args.workers)
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["MELODY_CACHE"] = tmp
+        os.environ["MELODY_CACHE_DIR"] = tmp
         t0 = time.perf_counter()
         corpus = load_corpus(args.source, progress=False)
         cold = time.perf_counter() - t0

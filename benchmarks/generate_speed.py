@@ -78,7 +78,7 @@ def load_model(checkpoint: str | None, device: str):
         from melody_utils import load_checkpoint
 
         model, normalizer, _meta = load_checkpoint(checkpoint, device=device)
-        what = f"checkpoint {checkpoint or 'committed (data/checkpoints)'}"
+        what = f"checkpoint {checkpoint or 'committed (melody_utils/pretrained)'}"
     except (ImportError, FileNotFoundError) as exc:
         torch.manual_seed(0)
         model = MelodyLSTM().to(device)

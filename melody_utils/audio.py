@@ -45,6 +45,8 @@ import numpy as np
 SAMPLE_RATE = 22050
 #: Peak level of a rendered waveform (headroom below full scale).
 PEAK = 0.9
+#: Longest audio rendered (seconds); longer music is cut, with a warning.
+MAX_SECONDS = 600.0
 BACKENDS = ("fluidsynth", "builtin")
 
 # the built-in synthesizer's voice
@@ -214,7 +216,34 @@ def _check(wave_: np.ndarray, backend: str) -> np.ndarray:
     return wave_
 
 
-def render(pm: object, sample_rate: int = SAMPLE_RATE, backend: str | None = None) -> np.ndarray:
+def _trim(pm: object, max_seconds: float) -> object:
+    """``pm`` itself if it ends within ``max_seconds``, else a copy cut there (with a
+    warning that says how long the music really is)."""
+    import copy
+
+    end = max(n.end for n in _pitched_notes(pm))
+    if end <= max_seconds:
+        return pm
+    warnings.warn(
+        f"the music lasts {end:,.0f} s; only its first {max_seconds:g} s are rendered "
+        f"(max_seconds)",
+        UserWarning,
+        stacklevel=3,
+    )
+    cut = copy.deepcopy(pm)
+    for inst in cut.instruments:
+        inst.notes = [n for n in inst.notes if n.start < max_seconds]
+        for n in inst.notes:
+            n.end = min(n.end, max_seconds)
+    return cut
+
+
+def render(
+    pm: object,
+    sample_rate: int = SAMPLE_RATE,
+    backend: str | None = None,
+    max_seconds: float = MAX_SECONDS,
+) -> np.ndarray:
     """Synthesize a ``pretty_midi.PrettyMIDI`` to a mono float32 waveform in [-1, 1].
 
     Args:
@@ -223,6 +252,8 @@ def render(pm: object, sample_rate: int = SAMPLE_RATE, backend: str | None = Non
         backend: ``"fluidsynth"``, ``"builtin"`` or None for :func:`audio_backend`.
             If FluidSynth fails at run time, a warning is issued and the built-in
             synthesizer is used.
+        max_seconds: longer music is cut there, with a warning (a 10-minute clip is
+            already 13 M samples at 22.05 kHz).
 
     Returns:
         The waveform, peak-normalized to :data:`PEAK`.
@@ -242,6 +273,9 @@ def render(pm: object, sample_rate: int = SAMPLE_RATE, backend: str | None = Non
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if not _pitched_notes(pm):
         raise ValueError("nothing to render: the MIDI holds no pitched notes")
+    if not (isinstance(max_seconds, int | float) and 0 < max_seconds < math.inf):
+        raise ValueError(f"max_seconds must be a positive number, got {max_seconds!r}")
+    pm = _trim(pm, max_seconds)
     if backend == "fluidsynth":
         try:
             sf2 = find_soundfont()

@@ -48,10 +48,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import CONT_FEATURES
+from .config import CONT_FEATURES, N_PITCHES
 from .data import Normalizer, Piece, Windows
+from .notes import check_pitch_range
 
-VOCAB = 128
+VOCAB = N_PITCHES
 #: Baselines that predict the pitch (a distribution over the 128 pitches).
 PITCH_BASELINES = ("unigram", "bigram", "trigram", "repeat previous")
 #: Baselines that predict the normalized ``[step, duration, velocity]``.
@@ -77,10 +78,7 @@ def _check_pitches(a: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(a)
     if not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{what} must hold integer MIDI pitches, got dtype {a.dtype}")
-    if a.size and (a.min() < 0 or a.max() >= VOCAB):
-        raise ValueError(
-            f"{what} values must lie in 0..{VOCAB - 1}, found {int(a.min())}..{int(a.max())}"
-        )
+    check_pitch_range(a, f"{what} values")
     return a.astype(np.int64, copy=False)
 
 

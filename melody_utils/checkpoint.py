@@ -8,27 +8,26 @@ A checkpoint is two files side by side:
   test metrics with the baselines', and the library versions.
 
 ``load_checkpoint()`` with no path loads the committed pretrained model
-``data/checkpoints/melody_lstm_bach``.
+``melody_utils/pretrained/melody_lstm_bach``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
 
-from .config import DATA_DIR
+from .config import PRETRAINED_DIR
 from .data import Normalizer
-from .model import MelodyLSTM
+from .fileio import atomic_write_bytes
+from .model import MelodyLSTM, ModelConfig
 
 FORMAT = "melody-lstm-checkpoint"
 FORMAT_VERSION = 1
 #: The committed pretrained checkpoint (trained on the full Bach corpus, default profile).
-PRETRAINED = DATA_DIR / "checkpoints" / "melody_lstm_bach"
+PRETRAINED = PRETRAINED_DIR / "melody_lstm_bach"
 
 
 class CheckpointError(RuntimeError):
@@ -51,24 +50,21 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _stem(path: str | Path) -> Path:
+def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
+    """``(NAME.safetensors, NAME.json)`` for a checkpoint named by its stem or either file.
+
+    Only the two checkpoint suffixes are stripped: ``run.lr1e-3`` is the stem of
+    ``run.lr1e-3.safetensors``, never of ``run.safetensors``.
+    """
     path = Path(path)
-    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    name = path.name
+    for suffix in (".safetensors", ".json"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    if not name or name in (".", ".."):
+        raise ValueError(f"{str(path)!r} does not name a checkpoint")
+    return path.with_name(name + ".safetensors"), path.with_name(name + ".json")
 
 
 def save_checkpoint(
@@ -81,7 +77,7 @@ def save_checkpoint(
     """
     from safetensors.torch import save
 
-    stem = _stem(path)
+    weights, sidecar = checkpoint_files(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = dict(metadata or {})
     meta.update(
@@ -93,11 +89,9 @@ def save_checkpoint(
             "versions": library_versions(),
         }
     )
-    atomic_write_bytes(stem.with_suffix(".safetensors"), save(state, {"format": FORMAT}))
-    atomic_write_bytes(
-        stem.with_suffix(".json"), json.dumps(meta, indent=1, default=_json_default).encode()
-    )
-    return stem
+    atomic_write_bytes(weights, save(state, {"format": FORMAT}))
+    atomic_write_bytes(sidecar, json.dumps(meta, indent=1, default=_json_default).encode())
+    return weights.with_name(weights.name[: -len(".safetensors")])
 
 
 def _json_default(obj: object) -> object:
@@ -110,22 +104,32 @@ def _json_default(obj: object) -> object:
 
 def read_metadata(path: str | Path | None = None) -> dict:
     """The JSON sidecar of a checkpoint (the pretrained one when ``path`` is None)."""
-    stem = _stem(path) if path is not None else PRETRAINED
-    meta_path = stem.with_suffix(".json")
-    if not meta_path.exists():
+    weights, meta_path = checkpoint_files(PRETRAINED if path is None else path)
+    if not meta_path.is_file():
         raise FileNotFoundError(
             f"checkpoint metadata {meta_path.name} not found next to "
-            f"{stem.name}.safetensors (looked in {meta_path.parent.name}/)"
+            f"{weights.name} (looked in {meta_path.parent.name}/)" + _hint(path)
         )
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{meta_path.name} is truncated or not JSON ({exc})") from exc
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(
-            f"{meta_path.name} is not a melody-lstm checkpoint (format={meta.get('format')!r})"
+            f"{meta_path.name} is not a melody-lstm checkpoint "
+            f"(format={meta.get('format') if isinstance(meta, dict) else None!r})"
         )
     return meta
+
+
+def _hint(path: str | Path | None) -> str:
+    """Why a name that is not a checkpoint was probably passed."""
+    if path is not None and Path(path).is_file() and Path(path).suffix == ".pt":
+        return (
+            f"; {Path(path).name} is a training state for `resume`, not a checkpoint: "
+            f"load best.safetensors from the same folder"
+        )
+    return ""
 
 
 def load_checkpoint(
@@ -141,24 +145,23 @@ def load_checkpoint(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    stem = _stem(path) if path is not None else PRETRAINED
-    weights = stem.with_suffix(".safetensors")
-    if not weights.exists():
+    weights, sidecar = checkpoint_files(PRETRAINED if path is None else path)
+    if not weights.is_file():
         raise FileNotFoundError(
             f"checkpoint weights {weights.name} not found "
-            f"(in {weights.parent.name}/); train one with `make run`"
+            f"(in {weights.parent.name}/); train one with `make run`" + _hint(path)
         )
-    meta = read_metadata(stem)
+    meta = read_metadata(sidecar)
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights.name} is truncated or corrupt ({exc})") from exc
     try:
-        model = MelodyLSTM.from_config(meta["model_config"])
+        model = MelodyLSTM(ModelConfig.from_dict(meta["model_config"]))
         normalizer = Normalizer.from_dict(meta["normalizer"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
-            f"{stem.name}.json lacks a valid model config or normalizer ({exc})"
+            f"{sidecar.name} lacks a valid model config or normalizer ({exc})"
         ) from exc
     try:
         model.load_state_dict(state, strict=True)
@@ -168,4 +171,7 @@ def load_checkpoint(
             f"{weights.name} holds weights of another architecture than "
             f"its config describes: {' '.join(first)}"
         ) from exc
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{weights.name} holds NaN or infinite weights in {bad[:3]}")
     return model.to(device).eval(), normalizer, meta

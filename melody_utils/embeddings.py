@@ -43,6 +43,7 @@ import torch
 
 from .data import Piece
 from .model import MelodyLSTM, ModelConfig
+from .notes import check_pitch_range
 from .plots import NOTE_NAMES, note_name
 
 #: Short names of the intervals 1..12 semitones.
@@ -70,8 +71,7 @@ def pitch_counts(pieces: Iterable[Piece], vocab_size: int = 128) -> np.ndarray:
     counts = np.zeros(vocab_size, dtype=np.int64)
     for piece in pieces:
         p = piece.notes["pitch"].to_numpy(np.int64)
-        if p.size and (p.min() < 0 or p.max() >= vocab_size):
-            raise ValueError(f"{piece.id}: pitches must lie in 0..{vocab_size - 1}")
+        check_pitch_range(p, f"{piece.id}: pitches", n_pitches=vocab_size)
         counts += np.bincount(p, minlength=vocab_size)
     return counts
 
@@ -288,7 +288,7 @@ def _model_config(like: MelodyLSTM | ModelConfig | dict | np.ndarray | None) -> 
     if isinstance(like, ModelConfig):
         return like
     if isinstance(like, dict):
-        return ModelConfig(**like)
+        return ModelConfig.from_dict(like)
     shape = np.shape(like)
     if len(shape) != 2:
         raise ValueError(
@@ -312,7 +312,7 @@ def random_init_embedding(
     config = _model_config(like)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = MelodyLSTM.from_config(config)
+        model = MelodyLSTM(config)
     return embedding_table(model)
 
 
@@ -566,8 +566,7 @@ def plot_pitch_scatter(
         raise ValueError(f"coords must be (n, 2) or (n, 3), got shape {coords.shape}")
     if len(pitches) != len(coords):
         raise ValueError(f"got {len(coords)} points but {len(pitches)} pitches")
-    if len(pitches) and (pitches.min() < 0 or pitches.max() > 127):
-        raise ValueError("pitches must lie in 0..127")
+    check_pitch_range(pitches, "pitches")
     if color_by == "pitch_class":
         keys = pitches % 12
         cmap = plt.get_cmap("hsv")

@@ -26,11 +26,11 @@ notes that are actually played.
 
 from __future__ import annotations
 
-import io
 import math
 import numbers
 import secrets
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,20 +39,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import CONT_FEATURES, SEQ_LEN
-from .data import Normalizer, Piece
+from .config import CHORD_SNAP, CONT_FEATURES, SEQ_LEN
+from .corpus import Piece
+from .data import Normalizer
 from .metrics import degeneration_stats, stats_table
 from .model import MelodyLSTM
+from .notes import PIANO_PROGRAM, check_pitch_range, midi_to_bytes, notes_to_midi
 
 #: Clamps applied to every generated note (seconds).
 MAX_STEP = 4.0
 MIN_DURATION = 0.05
 MAX_DURATION = 4.0
-#: A generated step shorter than this (seconds) is snapped to 0: the note joins the
-#: previous one as a chord tone, the way chord tones look in the training data.
-CHORD_SNAP = 0.01
-#: General MIDI program of the generated instrument (0 = Acoustic Grand Piano).
-PIANO_PROGRAM = 0
+#: Velocities a note may have (MIDI).
+VELOCITY_RANGE = (1, 127)
 
 
 @dataclass
@@ -75,6 +74,8 @@ class GenerationResult:
         settings: the sampling settings and clamps used.
         seconds: wall-clock time of the generation loop.
         device: the device the model ran on.
+        messages: what was changed about the input (e.g. a primer's over-long steps
+            shortened to the clamps); also issued as warnings.
     """
 
     notes: list[pd.DataFrame]
@@ -85,6 +86,7 @@ class GenerationResult:
     settings: dict = field(default_factory=dict)
     seconds: float = math.nan
     device: str = "cpu"
+    messages: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.notes)
@@ -121,33 +123,6 @@ class GenerationResult:
 # --------------------------------------------------------------------------- helpers
 
 
-def notes_to_midi(
-    notes: pd.DataFrame, program: int = PIANO_PROGRAM, name: str = "Acoustic Grand Piano"
-) -> object:
-    """A one-instrument ``pretty_midi.PrettyMIDI`` holding the rows of a note table."""
-    import pretty_midi
-
-    if not {"pitch", "start", "end", "velocity"} <= set(notes.columns):
-        raise ValueError("notes need the columns pitch, start, end and velocity")
-    pm = pretty_midi.PrettyMIDI()
-    inst = pretty_midi.Instrument(program=program, name=name)
-    for p, s, e, v in zip(
-        notes["pitch"], notes["start"], notes["end"], notes["velocity"], strict=True
-    ):
-        inst.notes.append(
-            pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(s), end=float(e))
-        )
-    pm.instruments.append(inst)
-    return pm
-
-
-def midi_to_bytes(pm: object) -> bytes:
-    """Serialize a ``pretty_midi.PrettyMIDI`` to standard MIDI file bytes."""
-    buf = io.BytesIO()
-    pm.write(buf)
-    return buf.getvalue()
-
-
 def filter_logits(
     logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None
 ) -> torch.Tensor:
@@ -174,6 +149,36 @@ def filter_logits(
     return out
 
 
+def sampling_probs(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> torch.Tensor:
+    """The distribution the next pitch is drawn from, ``(B, vocab)``, rows summing to 1.
+
+    The order matters and is this: divide the logits by the temperature, then cut the
+    tail with :func:`filter_logits` (top-k, then the nucleus of the *tempered*
+    distribution), then softmax. The logits are shifted so that their maximum is 0
+    before dividing, so any temperature above 0 works, down to the smallest float
+    (below the dtype's smallest normal number the limit ``T -> 0`` is used: the argmax,
+    ties sharing it). ``T = 0`` is
+    exactly greedy: all the mass on the first maximal logit.
+    """
+    if temperature == 0:
+        out = torch.zeros_like(logits)
+        return out.scatter_(-1, logits.argmax(dim=-1, keepdim=True), 1.0)
+    shifted = logits - logits.max(dim=-1, keepdim=True).values  # <= 0, max exactly 0
+    if temperature < torch.finfo(logits.dtype).tiny:  # T would underflow: take the limit
+        scaled = torch.where(shifted == 0, 0.0, float("-inf")).to(logits.dtype)
+    else:
+        scaled = shifted / temperature
+    probs = filter_logits(scaled, top_k, top_p).softmax(dim=-1)
+    if not bool(torch.isfinite(probs).all()):
+        raise RuntimeError(f"sampling probabilities are not finite at temperature {temperature}")
+    return probs
+
+
 def _check_args(
     n_notes: object,
     temperature: object,
@@ -191,6 +196,7 @@ def _check_args(
         raise ValueError(f"n_variations must be a positive integer, got {n_variations!r}")
     if (
         not isinstance(temperature, numbers.Real)
+        or isinstance(temperature, bool)
         or not math.isfinite(temperature)
         or temperature < 0
     ):
@@ -199,14 +205,19 @@ def _check_args(
         )
     if top_k is not None and (not is_int(top_k) or top_k < 1):
         raise ValueError(f"top_k must be None (off) or an integer >= 1, got {top_k!r}")
-    if top_p is not None and (not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1):
+    if top_p is not None and (
+        not isinstance(top_p, numbers.Real) or isinstance(top_p, bool) or not 0 < top_p <= 1
+    ):
         raise ValueError(f"top_p must be None (off) or a number in (0, 1], got {top_p!r}")
     if seed is not None and (not is_int(seed) or seed < 0):
         raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
 
 
-def _primer_table(primer: pd.DataFrame | Piece, window: int, vocab: int) -> pd.DataFrame:
-    """The last ``window`` notes of the primer, validated."""
+def _primer_table(
+    primer: pd.DataFrame | Piece, window: int, vocab: int, max_step: float, max_duration: float
+) -> tuple[pd.DataFrame, list[str]]:
+    """The last ``window`` notes of the primer, validated; steps and durations longer than
+    the clamps are shortened to them, and each such change is described in the messages."""
     table = primer.notes if isinstance(primer, Piece) else primer
     if not isinstance(table, pd.DataFrame):
         raise ValueError(
@@ -217,22 +228,44 @@ def _primer_table(primer: pd.DataFrame | Piece, window: int, vocab: int) -> pd.D
     if missing:
         raise ValueError(
             f"primer lacks the columns {missing} (a note table from "
-            f"melody_utils.data has pitch, start, end, step, duration, velocity)"
+            f"melody_utils.notes has pitch, start, end, step, duration, velocity)"
         )
     if len(table) < window:
         raise ValueError(
             f"primer has {len(table)} notes; the model needs at least {window} (its context window)"
         )
     ctx = table.iloc[-window:][need].reset_index(drop=True)
-    values = ctx.to_numpy(np.float64)
+    try:
+        values = ctx.to_numpy(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("primer columns must hold numbers") from None
     if not np.isfinite(values).all():
         raise ValueError("primer holds NaN or infinite values")
+    ctx = pd.DataFrame(values, columns=need)
     pitch = ctx["pitch"].to_numpy()
-    if (pitch < 0).any() or (pitch >= vocab).any() or (pitch != np.round(pitch)).any():
-        raise ValueError(f"primer pitches must be integers in 0..{vocab - 1}")
+    if (pitch != np.round(pitch)).any():
+        raise ValueError("primer pitches must be whole MIDI numbers")
+    check_pitch_range(pitch, "primer pitches", n_pitches=vocab)
+    ctx["pitch"] = pitch.astype(np.int64)
     if (ctx["step"] < 0).any() or (ctx["duration"] < 0).any():
         raise ValueError("primer steps and durations must be non-negative")
-    return ctx
+    lo, hi = VELOCITY_RANGE
+    vel = ctx["velocity"]
+    if ((vel < lo) | (vel > hi)).any():
+        raise ValueError(
+            f"primer velocities must lie in {lo}..{hi} (MIDI), found {vel.min():g}..{vel.max():g}"
+        )
+    messages = []
+    for column, limit in (("step", max_step), ("duration", max_duration)):
+        long = ctx[column] > limit
+        if long.any():
+            messages.append(
+                f"primer: {int(long.sum())} {column}(s) longer than {limit:g} s (the longest "
+                f"{ctx[column].max():.4g} s) shortened to {limit:g} s, the longest the "
+                f"generator writes"
+            )
+            ctx.loc[long, column] = limit
+    return ctx, messages
 
 
 def _variation_generators(seed: int, n: int, device: torch.device) -> list[torch.Generator]:
@@ -341,7 +374,9 @@ def generate(
         )
     window = model.config.seq_len or SEQ_LEN
     vocab = model.config.vocab_size
-    ctx = _primer_table(primer, window, vocab)
+    ctx, messages = _primer_table(primer, window, vocab, max_step, max_duration)
+    for message in messages:
+        warnings.warn(message, UserWarning, stacklevel=2)
     if seed is None:
         seed = secrets.randbits(31)
     param = next(model.parameters())
@@ -381,8 +416,7 @@ def generate(
                 if greedy:
                     nxt = logits.argmax(dim=-1)
                 else:
-                    scaled = logits.to(sdtype) / temperature
-                    cdf = filter_logits(scaled, k, p).softmax(dim=-1).cumsum(dim=-1)
+                    cdf = sampling_probs(logits.to(sdtype), temperature, k, p).cumsum(dim=-1)
                     u = torch.cat(
                         [torch.rand(1, generator=g, device=device, dtype=sdtype) for g in gens]
                     )  # one draw per variation
@@ -426,7 +460,9 @@ def generate(
         "chord_snap": chord_snap,
         "window": window,
     }
-    return GenerationResult(tables, midis, stats, window, seed, settings, seconds, str(device))
+    return GenerationResult(
+        tables, midis, stats, window, seed, settings, seconds, str(device), messages
+    )
 
 
 def primers_from_pieces(

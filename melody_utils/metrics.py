@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .config import CHORD_SNAP
+
 #: The measures returned by :func:`degeneration_stats`, in display order.
 MEASURES = (
     "notes",
@@ -31,8 +33,6 @@ MEASURES = (
     "chord_share",
 )
 
-#: Notes whose step is shorter than this (seconds) count as starting together.
-CHORD_STEP = 0.01
 
 #: What each measure means (shown as the index of :func:`stats_table`).
 DESCRIPTIONS = {
@@ -80,9 +80,9 @@ def degeneration_stats(notes: pd.DataFrame | Sequence[int] | np.ndarray) -> dict
         * ``pitch_range``: highest minus lowest pitch, in semitones;
         * ``unique_pitches``: number of distinct pitches;
         * ``chord_share``: fraction of notes after the first that start with the
-          previous one (``step`` under :data:`CHORD_STEP`, 10 ms): chord tones. A
-          model stuck on step 0 piles every note into one chord; one that never
-          predicts it writes no chords.
+          previous one (``step`` under :data:`~melody_utils.config.CHORD_SNAP`, 10 ms):
+          chord tones. A model stuck on step 0 piles every note into one chord; one
+          that never predicts it writes no chords.
     """
     pitches, steps = _pitches_and_steps(notes)
     n = len(pitches)
@@ -103,7 +103,7 @@ def degeneration_stats(notes: pd.DataFrame | Sequence[int] | np.ndarray) -> dict
     out["pitch_range"] = float(pitches.max() - pitches.min())
     out["unique_pitches"] = float(len(np.unique(pitches)))
     if steps is not None and n > 1:
-        out["chord_share"] = float((steps[1:] < CHORD_STEP).mean())
+        out["chord_share"] = float((steps[1:] < CHORD_SNAP).mean())
     return out
 
 

@@ -13,13 +13,14 @@ the true ones with the formula behind each.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import pandas as pd
 import torch
 from torch import nn
 
-from .config import SEQ_LEN
+from .config import CONT_FEATURES, N_PITCHES, SEQ_LEN
+from .notes import check_pitch_range
 
 #: What the original model card claimed, per layer (None: it gave no number).
 CARD_COUNTS = {
@@ -35,70 +36,78 @@ CARD_COUNTS = {
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of :class:`MelodyLSTM`; the defaults are the SPEC's."""
+    """Sizes of :class:`MelodyLSTM`; the defaults are the SPEC's, written only here.
 
-    vocab_size: int = 128
+    ``seq_len`` fixes the window length that ``forward`` accepts (``None`` accepts any
+    length).
+    """
+
+    vocab_size: int = N_PITCHES
     embed_dim: int = 96
-    n_cont: int = 3
+    n_cont: int = len(CONT_FEATURES)
     hidden_size: int = 320
     num_layers: int = 3
     embed_dropout: float = 0.15
     lstm_dropout: float = 0.35
     seq_len: int | None = SEQ_LEN
 
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed_dim", "n_cont", "hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("embed_dropout", "lstm_dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < 1:
+                raise ValueError(f"ModelConfig.{name} must lie in [0, 1), got {value!r}")
+        if self.seq_len is not None and (
+            isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or self.seq_len < 1
+        ):
+            raise ValueError(
+                f"ModelConfig.seq_len must be None or a positive integer, got {self.seq_len!r}"
+            )
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """The config stored in a checkpoint; unknown keys are an error."""
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+        return cls(**d)
 
 
 class MelodyLSTM(nn.Module):
     """Two-headed LSTM that predicts the next note's pitch and its step, duration, velocity.
 
-    Every size is a constructor argument (defaults from the SPEC). ``seq_len`` fixes the
-    window length that ``forward`` accepts (``None`` accepts any length, used by
-    generation experiments).
+    ``MelodyLSTM()`` is the SPEC model; ``MelodyLSTM(config)`` takes a
+    :class:`ModelConfig`, and keyword arguments change single sizes of it
+    (``MelodyLSTM(hidden_size=64)``).
     """
 
-    def __init__(
-        self,
-        vocab_size: int = 128,
-        embed_dim: int = 96,
-        n_cont: int = 3,
-        hidden_size: int = 320,
-        num_layers: int = 3,
-        embed_dropout: float = 0.15,
-        lstm_dropout: float = 0.35,
-        seq_len: int | None = SEQ_LEN,
-    ):
+    def __init__(self, config: ModelConfig | None = None, **overrides: object):
         super().__init__()
-        self.config = ModelConfig(
-            vocab_size,
-            embed_dim,
-            n_cont,
-            hidden_size,
-            num_layers,
-            embed_dropout,
-            lstm_dropout,
-            seq_len,
-        )
-        self.embedding = nn.Embedding(vocab_size, embed_dim)
-        self.embed_dropout = nn.Dropout(embed_dropout)
+        if config is not None and not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        try:
+            config = replace(config or ModelConfig(), **overrides)
+        except TypeError as exc:  # an unknown keyword
+            raise TypeError(f"MelodyLSTM: {exc}; sizes are the fields of ModelConfig") from None
+        c = self.config = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
+        self.embed_dropout = nn.Dropout(c.embed_dropout)
         self.lstm = nn.LSTM(
-            input_size=embed_dim + n_cont,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            dropout=lstm_dropout if num_layers > 1 else 0.0,
+            input_size=c.embed_dim + c.n_cont,
+            hidden_size=c.hidden_size,
+            num_layers=c.num_layers,
+            dropout=c.lstm_dropout if c.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.norm = nn.LayerNorm(hidden_size)
-        self.pitch_head = nn.Linear(hidden_size, vocab_size)
-        self.cont_head = nn.Linear(hidden_size, n_cont)
-
-    @classmethod
-    def from_config(cls, config: ModelConfig | dict) -> MelodyLSTM:
-        """Build from a :class:`ModelConfig` or its dict (as stored in a checkpoint)."""
-        if isinstance(config, dict):
-            config = ModelConfig(**config)
-        return cls(**asdict(config))
+        self.norm = nn.LayerNorm(c.hidden_size)
+        self.pitch_head = nn.Linear(c.hidden_size, c.vocab_size)
+        self.cont_head = nn.Linear(c.hidden_size, c.n_cont)
 
     def check_inputs(self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor) -> None:
         """Raise a clear TypeError/ValueError for a wrong dtype, shape or pitch range."""
@@ -132,11 +141,11 @@ class MelodyLSTM(nn.Module):
             raise ValueError(
                 f"this model takes windows of {c.seq_len} notes, got {pitch_seq.shape[1]}"
             )
-        if pitch_seq.numel() and (pitch_seq.min() < 0 or pitch_seq.max() >= c.vocab_size):
-            raise ValueError(
-                f"pitch_seq values must lie in 0..{c.vocab_size - 1}, found "
-                f"{int(pitch_seq.min())}..{int(pitch_seq.max())}"
-            )
+        if pitch_seq.shape[0] == 0:
+            raise ValueError("the batch is empty (0 windows)")
+        check_pitch_range(pitch_seq, "pitch_seq values", n_pitches=c.vocab_size)
+        if not bool(torch.isfinite(cont_seq).all()):
+            raise ValueError("cont_seq holds NaN or infinite values")
 
     def forward(
         self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor, check: bool = True

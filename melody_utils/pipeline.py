@@ -7,6 +7,7 @@ writes everything under ``outputs/``.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,11 +29,21 @@ class Prepared:
     splits: dict[str, list[Piece]]
     normalizer: Normalizer
     windows: dict[str, Windows]
-    source: str
+    source: str  # the corpus's label: a corpus name or a folder's name, no machine path
     split_seed: int
+    limit: int | None = None
 
     def summary(self) -> pd.DataFrame:
         return _split_summary(self.splits)
+
+    def data_metadata(self) -> dict:
+        """What identifies the data, for a checkpoint's sidecar (no machine path)."""
+        return {
+            "source": self.source,
+            "data_fingerprint": self.corpus.fingerprint,
+            "split_seed": self.split_seed,
+            "limit": self.limit,
+        }
 
 
 def prepare(
@@ -40,18 +51,19 @@ def prepare(
     split_seed: int = 0,
     limit: int | None = None,
     progress: bool = True,
+    use_cache: bool = True,
 ) -> Prepared:
     """Load, split by piece, fit the normalizer on train only, and cut windows."""
-    corpus = load_corpus(source, limit=limit, progress=progress)
+    corpus = load_corpus(source, limit=limit, progress=progress, use_cache=use_cache)
     splits = split_pieces(corpus, seed=split_seed)
     if not splits["train"] or not splits["val"] or not splits["test"]:
         raise ValueError(
-            f"source {str(source)!r} gave too few pieces for train/val/test "
-            f"({ {k: len(v) for k, v in splits.items()} })"
+            f"source {corpus.source!r} gave too few pieces for train/val/test "
+            f"({ {k: len(v) for k, v in splits.items()} }); it needs at least 3 usable pieces"
         )
     normalizer = Normalizer.fit(splits["train"])
     windows = {k: make_windows(v, normalizer) for k, v in splits.items()}
-    return Prepared(corpus, splits, normalizer, windows, str(source), split_seed)
+    return Prepared(corpus, splits, normalizer, windows, corpus.source, split_seed, limit)
 
 
 def test_report(
@@ -66,62 +78,173 @@ def test_report(
     return metrics, results_table(metrics, base)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line of ``python -m melody_utils``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m melody_utils", description="melody-lstm main job"
-    )
-    sub = parser.add_subparsers(dest="command")
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump, exit 2
+        raise UsageError(f"{message} (see --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must lie in 0..2**32-1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m melody_utils [run] [options]``."""
+    from .train import PROFILES
+
+    parser = _Parser(prog="python -m melody_utils", description="melody-lstm main job")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="train on a corpus and write outputs/ (the default)")
     run.add_argument(
         "--source", default="bach", help="'bach' (default), 'essen' or a folder of MIDI files"
     )
-    run.add_argument("--profile", default="default", help="training profile: default or fast")
-    run.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
-    run.add_argument("--limit", type=int, default=None, help="use only the first N files")
-    run.add_argument("--split-seed", type=int, default=0)
+    run.add_argument(
+        "--profile",
+        default="default",
+        choices=sorted(PROFILES),
+        help="training profile (default: %(default)s)",
+    )
+    run.add_argument(
+        "--epochs", type=_positive_int, default=None, help="override the profile's epochs"
+    )
+    run.add_argument("--limit", type=_positive_int, default=None, help="use only the first N files")
+    run.add_argument("--split-seed", type=_seed, default=0)
     run.add_argument("--out", type=Path, default=OUTPUT_DIR, help="output folder")
     run.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from OUT/train/last.pt"
     )
-    run.add_argument("--device", default=None, help="force cpu/cuda/mps (default: auto)")
+    run.add_argument("--device", default=None, help="force cpu, cuda, cuda:N or mps")
     run.add_argument("--no-music", action="store_true", help="skip the generated pieces")
+    run.add_argument("--no-cache", action="store_true", help="parse the corpus, cache nothing")
     run.add_argument(
         "--publish",
         action="store_true",
-        help="also copy the checkpoint to data/checkpoints/ (maintainers)",
+        help="also copy the checkpoint to melody_utils/pretrained/ (maintainers; Bach only)",
     )
-    args = parser.parse_args(argv)
-    if args.command in (None, "run"):
-        if args.command is None:
-            args = parser.parse_args(["run", *(argv or [])])
-        run_main(args)
-        return 0
-    parser.print_help()
-    return 2
+    return parser
 
 
-def run_main(args: argparse.Namespace) -> None:
+def _check_args(args: argparse.Namespace) -> torch.device:
+    """Every check that can fail before any work or write; returns the device."""
+    from .corpus import builtin_corpora
+
+    if not str(args.source).strip():
+        raise UsageError("--source is empty; pass 'bach', 'essen' or a folder of MIDI files")
+    if args.publish and args.source != "bach":
+        raise UsageError(
+            "--publish replaces the committed Bach checkpoint: use it with --source bach only"
+        )
+    if args.source not in builtin_corpora():
+        folder = Path(args.source).expanduser()
+        if not folder.exists():
+            import difflib
+
+            close = difflib.get_close_matches(args.source.lower(), list(builtin_corpora()), 1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(
+                f"--source {args.source!r} is neither 'bach', 'essen' nor an existing folder{hint}"
+            )
+        if not folder.is_dir():
+            raise UsageError(f"--source {args.source!r} is a file; pass the folder that holds it")
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file, not a folder")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise UsageError(f"--out {str(out)!r} is not writable")
+    if args.resume and not (out / "train" / "last.pt").is_file():
+        raise UsageError(
+            f"--resume: no interrupted run to resume in {out.name}/train/ (last.pt is missing)"
+        )
+    try:
+        return get_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"--device: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m melody_utils``: returns the exit status.
+
+    ``run`` is the default command (``python -m melody_utils --epochs 1`` works). A
+    mistake on the command line, or in the data it names, is one line on stderr and
+    exit status 2; ``MELODY_DEBUG=1`` shows the traceback instead.
+    """
+    import sys
+
+    from .checkpoint import CheckpointError
+    from .notes import BadInputError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("run", "-h", "--help"):
+        argv = ["run", *argv]
+    prog = "python -m melody_utils"
+    try:
+        args = build_parser().parse_args(argv)
+        device = _check_args(args)
+        run_main(args, device)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except (
+        BadInputError,
+        FileNotFoundError,
+        NotADirectoryError,
+        CheckpointError,
+        ValueError,
+    ) as exc:
+        if os.environ.get("MELODY_DEBUG"):
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"\n{prog}: interrupted; `--resume` continues from the last finished epoch",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+def run_main(args: argparse.Namespace, device: torch.device | None = None) -> None:
     """The main job: see the module docstring."""
-    from .checkpoint import PRETRAINED, save_checkpoint
+    from dataclasses import replace
+
+    from .checkpoint import PRETRAINED, checkpoint_files, save_checkpoint
     from .model import MelodyLSTM
-    from .train import PROFILES, plot_history, train, with_overrides
+    from .train import PROFILES, plot_history, train
 
     t_start = time.perf_counter()
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    device = get_device(args.device)
-    if args.profile not in PROFILES:
-        raise SystemExit(f"unknown profile {args.profile!r}; choose from {sorted(PROFILES)}")
+    device = device or get_device(args.device)
     config = PROFILES[args.profile]
     if args.epochs is not None:
-        config = with_overrides(config, epochs=args.epochs)
+        config = replace(config, epochs=args.epochs)
     print(
         f"== melody-lstm main job: source={args.source!r}, profile={args.profile!r}, "
         f"device={device.type}"
     )
 
-    prep = prepare(args.source, args.split_seed, args.limit)
+    prep = prepare(args.source, args.split_seed, args.limit, use_cache=not args.no_cache)
     print(prep.corpus.report(max_rows=10))
     print(
         f"loaded in {prep.corpus.load_seconds:.1f}s "
@@ -130,9 +253,11 @@ def run_main(args: argparse.Namespace) -> None:
     print(prep.summary().to_string())
     print(prep.normalizer)
 
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     model = MelodyLSTM()
-    meta = {"source": prep.source, "split_seed": prep.split_seed, "profile": args.profile}
+    meta = {**prep.data_metadata(), "profile": args.profile}
     result = train(
         model,
         prep.windows["train"],
@@ -179,9 +304,9 @@ def run_main(args: argparse.Namespace) -> None:
     )
     if args.publish:
         PRETRAINED.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in (".safetensors", ".json"):
-            shutil.copyfile(stem.with_suffix(suffix), PRETRAINED.with_suffix(suffix))
-        print(f"published to data/checkpoints/{PRETRAINED.name}")
+        for src, dst in zip(checkpoint_files(stem), checkpoint_files(PRETRAINED), strict=True):
+            shutil.copyfile(src, dst)
+        print(f"published to melody_utils/pretrained/{PRETRAINED.name}")
     if not args.no_music:
         write_music(model, prep, out / "music")
     print(f"\ndone in {time.perf_counter() - t_start:.0f}s")
@@ -208,39 +333,44 @@ def write_music(
     temperature: float = 1.0,
     seed: int = 0,
 ) -> list[Path]:
-    """Continue a few held-out pieces; write ``.mid``, ``.wav`` and a piano-roll PNG each."""
+    """Continue a few held-out pieces; write ``.mid``, ``.wav`` and a piano-roll PNG each.
+
+    Each primer is the piece's opening 64 notes (:func:`~melody_utils.generate.
+    primers_from_pieces`), so the model continues mid-phrase, not after the final cadence.
+    """
     import matplotlib.pyplot as plt
 
     from .audio import audio_backend, render, write_wav
-    from .generate import generate
+    from .generate import generate, primers_from_pieces
+    from .metrics import reference_stats
+    from .notes import file_stem
     from .plots import plot_piano_roll
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    primers = [p for p in prep.splits["test"] if len(p) >= 32][:n_pieces]
+    primers = list(primers_from_pieces(prep.splits["test"]).items())[:n_pieces]
     print(
-        f"\nGenerating {len(primers)} continuations of held-out pieces "
-        f"({n_notes} notes, temperature {temperature}, audio: {audio_backend()})"
+        f"\nGenerating {len(primers)} continuations of held-out pieces from their opening "
+        f"notes ({n_notes} notes, temperature {temperature}, audio: {audio_backend()})"
     )
-    from .metrics import reference_stats
-
     reference = reference_stats(prep.splits["test"], n_notes)
-    for i, piece in enumerate(primers):
+    for i, (piece_id, primer) in enumerate(primers):
         res = generate(
-            model, prep.normalizer, piece, n_notes, temperature=temperature, seed=seed + i
+            model, prep.normalizer, primer, n_notes, temperature=temperature, seed=seed + i
         )
-        name = piece.id.replace("/", "_")
-        mid = folder / f"{name}_continued.mid"
+        name = file_stem(piece_id) + "_continued"
+        mid = folder / f"{name}.mid"
         res.midi[0].write(str(mid))
-        write_wav(render(res.midi[0]), folder / f"{name}_continued.wav")
+        write_wav(render(res.midi[0]), folder / f"{name}.wav")
         fig, ax = plt.subplots(figsize=(12, 4))
         plot_piano_roll(
             res.notes[0],
             ax=ax,
             split_at=res.split_at,
-            title=f"{piece.id}: last 32 notes and the generated continuation",
+            title=f"{piece_id}: notes {len(primer) - res.split_at + 1}-{len(primer)} and the "
+            f"generated continuation",
         )
-        fig.savefig(folder / f"{name}_continued.png", dpi=100)
+        fig.savefig(folder / f"{name}.png", dpi=100)
         plt.close(fig)
         print(f"  {mid.name}:")
         print(res.stats_table(reference).round(3).to_string())

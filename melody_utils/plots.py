@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Rectangle
 
+from .notes import check_pitch_range
+
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 def note_name(pitch: int) -> str:
     """MIDI pitch -> scientific name, e.g. 60 -> ``"C4"``, 69 -> ``"A4"``."""
-    if not 0 <= int(pitch) <= 127:
-        raise ValueError(f"pitch must lie in 0..127, got {pitch}")
+    check_pitch_range(int(pitch), "pitch")
     return f"{NOTE_NAMES[int(pitch) % 12]}{int(pitch) // 12 - 1}"
 
 

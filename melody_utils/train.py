@@ -20,10 +20,12 @@ Every file is written atomically (temporary file, then rename).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+import warnings
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +33,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write_bytes, save_checkpoint
-from .config import get_device
+from .checkpoint import save_checkpoint
+from .config import CONT_FEATURES, get_device
 from .data import Normalizer, Windows
+from .fileio import atomic_write_bytes
 from .model import MelodyLSTM
-
-CONT_NAMES = ("step", "duration", "velocity")
+from .notes import check_pitch_range
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,35 @@ class TrainConfig:
     eval_batch_size: int = 2048
     precision: str = "auto"  # "auto" (bf16 autocast on CUDA), "fp32" or "bf16"
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _check_fields(config: object) -> None:
+    """Validate a config dataclass by its field types: ints >= 1 (``seed`` >= 0,
+    optional ones may be None), finite floats >= 0, the precision's name."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name == "precision":
+            if value not in ("auto", "fp32", "bf16"):
+                raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {value!r}")
+            continue
+        if value is None and "None" in str(f.type):
+            continue
+        if "int" in str(f.type):
+            low = 0 if f.name == "seed" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{f.name} must be an integer >= {low}, got {value!r}")
+        elif "float" in str(f.type):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value >= 0)
+            ):
+                raise ValueError(f"{f.name} must be a finite number >= 0, got {value!r}")
 
 
 #: Named profiles. ``default`` is what ``make run`` and the pretrained checkpoint use.
@@ -86,11 +115,32 @@ class TrainResult:
 
 
 def _autocast(device: torch.device, precision: str):
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return torch.autocast(device_type=device.type, enabled=False)
-    if precision not in ("auto", "bf16"):
+    """The autocast context for ``precision`` on ``device``.
+
+    ``"auto"`` is bf16 on a CUDA device that supports it (Ampere and newer), fp32
+    elsewhere; ``"bf16"`` asks for it explicitly (CPU autocast too, slow but it runs);
+    ``"fp32"`` turns autocast off.
+    """
+    if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "auto":
+        use = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    elif precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise RuntimeError(f"precision='bf16' but {device} does not support bfloat16; use 'fp32'")
+    else:
+        use = precision == "bf16"
+    if not use:
+        return torch.autocast(device_type=device.type, enabled=False)
+    if device.type != "cpu":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    # oneDNN has no bf16 LSTM primitive on most CPUs: with it off, the LSTM runs in fp32
+    # and the rest under bf16 autocast (a test of the code path more than a speed-up)
+    stack = contextlib.ExitStack()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a note about Intel GPUs and TF32
+        stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+    stack.enter_context(torch.autocast(device_type="cpu", dtype=torch.bfloat16))
+    return stack
 
 
 def losses(
@@ -118,15 +168,18 @@ def _lr_lambda(warmup: int, total: int):
     return f
 
 
-def _validate_windows(w: Windows, name: str, vocab: int) -> None:
+def _validate_windows(w: Windows, name: str, model: MelodyLSTM) -> None:
+    vocab, seq_len = model.config.vocab_size, model.config.seq_len
     if len(w.pitch_seq) == 0:
         raise ValueError(f"{name} windows are empty: no piece has enough notes")
+    if seq_len is not None and w.pitch_seq.shape[1] != seq_len:
+        raise ValueError(
+            f"{name} windows have {w.pitch_seq.shape[1]} notes but the model takes {seq_len}"
+        )
     if w.pitch_seq.dtype != torch.int64 or w.target_pitch.dtype != torch.int64:
         raise TypeError(f"{name} pitches must be int64")
-    lo = min(int(w.pitch_seq.min()), int(w.target_pitch.min()))
-    hi = max(int(w.pitch_seq.max()), int(w.target_pitch.max()))
-    if lo < 0 or hi >= vocab:
-        raise ValueError(f"{name} pitches must lie in 0..{vocab - 1}, found {lo}..{hi}")
+    check_pitch_range(w.pitch_seq, f"{name} pitches", n_pitches=vocab)
+    check_pitch_range(w.target_pitch, f"{name} target pitches", n_pitches=vocab)
 
 
 @torch.no_grad()
@@ -136,9 +189,9 @@ def evaluate(
     batch_size: int = 2048,
     cont_weight: float = 1.0,
     device: torch.device | str | None = None,
-    precision: str = "fp32",
 ) -> dict[str, float]:
-    """Metrics of ``model`` on ``windows`` in eval mode.
+    """Metrics of ``model`` on ``windows`` in eval mode, always in fp32 (so numbers from
+    a bf16 training run on a GPU and an fp32 run on a CPU compare).
 
     Returns ``loss``, ``pitch_nll`` (mean cross-entropy in nats), ``pitch_top1``,
     ``pitch_top5``, ``cont_mse`` and ``mse_step``/``mse_duration``/``mse_velocity`` (in
@@ -156,8 +209,7 @@ def evaluate(
     sq = torch.zeros(3, device=device, dtype=torch.float64)
     for a in range(0, n, batch_size):
         p, c, tp, tc = (t[a : a + batch_size].to(device, non_blocking=True) for t in windows)
-        with _autocast(device, precision):
-            logits, cont = model(p, c, check=False)
+        logits, cont = model(p, c, check=False)
         logits = logits.float()
         nll += F.cross_entropy(logits, tp, reduction="sum").double()
         top = logits.topk(5, dim=-1).indices
@@ -172,7 +224,7 @@ def evaluate(
         "pitch_top5": float(top5) / n,
         "cont_mse": float(mse.mean()),
     }
-    out.update({f"mse_{k}": float(v) for k, v in zip(CONT_NAMES, mse, strict=True)})
+    out.update({f"mse_{k}": float(v) for k, v in zip(CONT_FEATURES, mse, strict=True)})
     out["loss"] = out["pitch_nll"] + cont_weight * out["cont_mse"]
     return out
 
@@ -208,9 +260,8 @@ def train(
             interruption; the run can be resumed).
     """
     device = torch.device(device) if device is not None else get_device()
-    vocab = model.config.vocab_size
-    _validate_windows(train_windows, "training", vocab)
-    _validate_windows(val_windows, "validation", vocab)
+    _validate_windows(train_windows, "training", model)
+    _validate_windows(val_windows, "validation", model)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -237,21 +288,23 @@ def train(
     best_val, best_epoch, bad_epochs, start_epoch = math.inf, 0, 0, 0
     best_state = None
     if resume:
-        ck = torch.load(out_dir / "last.pt", map_location=device, weights_only=True)
-        if ck["config"] != config.to_dict():
-            raise ValueError("resume: the TrainConfig differs from the interrupted run's")
+        # RNG states must stay on the CPU; load_state_dict moves the rest to the device
+        ck = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)
+        _check_resume(ck, config, metadata, out_dir)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         torch.set_rng_state(ck["rng"])
+        if device.type == "cuda" and ck.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
         history = ck["history"]
         best_val, best_epoch, bad_epochs = ck["best_val"], ck["best_epoch"], ck["bad_epochs"]
         start_epoch = ck["epoch"]
         best_state = {k: v.clone() for k, v in ck["best_model"].items()} or None
         if bad_epochs >= config.patience or start_epoch >= config.epochs:
             start_epoch = config.epochs  # the run had already finished
-    elif device.type == "cpu":
-        torch.manual_seed(config.seed)  # dropout masks: reproducible on CPU
+    else:
+        torch.manual_seed(config.seed)  # dropout masks (CPU and every CUDA device)
 
     from tqdm.auto import tqdm
 
@@ -300,9 +353,7 @@ def train(
                 bar.set_postfix(ce=f"{s[0] / s[4]:.3f}", mse=f"{s[1] / s[4]:.3f}")
         s = sums.tolist()  # (synchronises the device)
         train_seconds = time.perf_counter() - t0
-        val = evaluate(
-            model, val_windows, config.eval_batch_size, config.cont_weight, device, config.precision
-        )
+        val = evaluate(model, val_windows, config.eval_batch_size, config.cont_weight, device)
         row = {
             "epoch": epoch + 1,
             "train_loss": (s[0] + config.cont_weight * s[1]) / s[4],
@@ -351,6 +402,7 @@ def train(
         if out_dir is not None:
             _save_last(
                 out_dir,
+                metadata,
                 model,
                 opt,
                 sched,
@@ -371,8 +423,30 @@ def train(
     )
 
 
+#: Metadata that identifies the data of a run; resuming with other data is an error.
+DATA_KEYS = ("source", "split_seed", "data_fingerprint", "limit")
+
+
+def _check_resume(ck: dict, config: TrainConfig, metadata: dict | None, out_dir: Path) -> None:
+    """Refuse to resume a run with other settings or other data, naming what differs."""
+    before = {**ck["config"], **ck.get("metadata", {})}
+    now = {**config.to_dict(), **{k: v for k, v in (metadata or {}).items() if k in DATA_KEYS}}
+    diff = [
+        f"{k}={before.get(k)!r} there, {now.get(k)!r} now"
+        for k in dict.fromkeys([*before, *now])
+        if before.get(k) != now.get(k)
+    ]
+    if diff:
+        raise ValueError(
+            f"resume: the interrupted run in {out_dir.name}/ differs from this one: "
+            + "; ".join(diff)
+            + " (resume with the same settings, or train afresh in another folder)"
+        )
+
+
 def _save_last(
     out_dir: Path,
+    metadata: dict | None,
     model,
     opt,
     sched,
@@ -391,6 +465,8 @@ def _save_last(
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "metadata": {k: v for k, v in (metadata or {}).items() if k in DATA_KEYS},
             "config": config.to_dict(),
             "epoch": epoch,
             "history": history,
@@ -406,14 +482,6 @@ def _save_last(
 
 def _write_history(path: Path, history: list[dict]) -> None:
     atomic_write_bytes(path, pd.DataFrame(history).to_csv(index=False).encode())
-
-
-def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
-    """A copy of ``config`` with some fields changed (unknown names raise)."""
-    unknown = set(overrides) - set(config.to_dict())
-    if unknown:
-        raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-    return replace(config, **overrides)
 
 
 def plot_history(history: pd.DataFrame, title: str | None = None):

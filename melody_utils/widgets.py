@@ -24,6 +24,7 @@ import html
 import io
 import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as W
@@ -32,10 +33,12 @@ import pandas as pd
 
 from .audio import SAMPLE_RATE, audio_backend, play, render
 from .config import SEQ_LEN
-from .data import BadInputError, Normalizer, Piece, notes_from_midi
-from .generate import GenerationResult, generate, midi_to_bytes
+from .corpus import Piece
+from .data import Normalizer
+from .generate import GenerationResult, generate
 from .metrics import reference_stats, stats_table
 from .model import MelodyLSTM
+from .notes import BadInputError, file_stem, midi_to_bytes, parse_midi
 from .plots import plot_piano_roll
 
 UPLOAD_PREFIX = "upload: "
@@ -51,10 +54,10 @@ def _html(text: str) -> dict:
     return _bundle({"text/html": text, "text/plain": plain})
 
 
-def _error_html(message: str) -> str:
+def _error_html(message: str, title: str = "Could not generate") -> str:
     return (
         '<div style="color:#b00020;border-left:4px solid #b00020;padding:4px 8px">'
-        f"<b>Could not generate:</b> {html.escape(message)}</div>"
+        f"<b>{html.escape(title)}:</b> {html.escape(message)}</div>"
     )
 
 
@@ -121,6 +124,7 @@ class GenerationUI:
         self.last_result: GenerationResult | None = None
         self.last_audio: list[np.ndarray] = []
         self.last_error: str | None = None
+        self.upload_messages: list[str] = []
         self.last_timings: dict[str, float] = {}
         self._reference_cache: dict[int, dict[str, float]] = {}
 
@@ -203,41 +207,35 @@ class GenerationUI:
         """The generation arguments the controls currently describe."""
         return {
             "n_notes": int(self.n_notes.value),
-            "temperature": float(self.temperature.value),
+            # sliders hold binary floats (0.9000000000000001): round to their step
+            "temperature": round(float(self.temperature.value), 4),
             "top_k": int(self.top_k.value) or None,
-            "top_p": None if self.top_p.value >= 1.0 else float(self.top_p.value),
+            "top_p": None if self.top_p.value >= 1.0 else round(float(self.top_p.value), 4),
             "n_variations": int(self.n_variations.value),
             "seed": int(self.seed.value),
         }
 
-    def _show_error(self, message: str) -> None:
+    def _show_error(self, message: str, title: str = "Could not generate") -> None:
+        """Show one error message, in the status line (once, nowhere else)."""
         self.last_error = message
-        self.status.value = _error_html(message)
-        self.output.outputs = (_html(_error_html(message)),)
+        self.status.value = _error_html(message, title)
 
     # ---------------------------------------------------------------- uploads
 
     def load_midi_bytes(self, data: bytes, name: str = "upload.mid") -> str:
         """Add an uploaded MIDI file as a primer and select it; return its menu key.
 
-        Raises:
-            BadInputError: unreadable MIDI, no pitched notes, or fewer notes than the
-                model's window.
-        """
-        import pretty_midi
+        What the MIDI library warned about the file is kept in ``self.upload_messages``.
 
-        if not data:
-            raise BadInputError(f"{name}: the file is empty")
+        Raises:
+            BadInputError: empty or unreadable MIDI, no pitched notes, or fewer notes
+                than the model's window.
+        """
         try:
-            pm = pretty_midi.PrettyMIDI(io.BytesIO(bytes(data)))
-        except Exception as exc:  # mido/pretty_midi raise many types for bad bytes
-            raise BadInputError(
-                f"{name}: not a readable MIDI file ({type(exc).__name__}: {exc})"
-            ) from exc
-        try:
-            notes = notes_from_midi(pm)
+            parsed = parse_midi(bytes(data))
         except BadInputError as exc:
             raise BadInputError(f"{name}: {exc}") from exc
+        notes = parsed.notes
         if len(notes) < self.window:
             raise BadInputError(
                 f"{name} has {len(notes)} notes; a primer needs at least "
@@ -245,6 +243,9 @@ class GenerationUI:
             )
         key = UPLOAD_PREFIX + name
         self.primers[key] = notes
+        self.upload_messages = [f"{name}: {m}" for m in parsed.warnings] + [
+            f"{name}: dropped {n} {reason}" for reason, n in parsed.dropped.items()
+        ]
         self.primer.options = list(self.primers)
         self.primer.value = key
         return key
@@ -263,13 +264,18 @@ class GenerationUI:
                 self._show_error(
                     str(exc)
                     if isinstance(exc, BadInputError)
-                    else f"{name}: {type(exc).__name__}: {exc}"
+                    else f"{name}: {type(exc).__name__}: {exc}",
+                    title="Could not load the upload",
                 )
             else:
                 self.last_error = None
+                notes = "".join(f"<br>{html.escape(m)}" for m in self.upload_messages)
                 self.status.value = (
-                    f"loaded <b>{html.escape(name)}</b>: {len(self.primers[key])} notes"
+                    f"loaded <b>{html.escape(name)}</b>: {len(self.primers[key])} notes{notes}"
                 )
+        if files:
+            # forget the upload, so that choosing the same file again is a change too
+            self.upload.value = ()
 
     # ---------------------------------------------------------------- generation
 
@@ -295,6 +301,7 @@ class GenerationUI:
                 if isinstance(exc, ValueError | RuntimeError)
                 else f"{type(exc).__name__}: {exc}"
             )
+            self.output.outputs = ()  # no stale result beside the error
             self._show_error(msg)
             return None
         finally:
@@ -306,9 +313,15 @@ class GenerationUI:
             raise ValueError("choose a primer first")
         settings = self.settings
         t0 = time.perf_counter()
-        result = generate(
-            self.model, self.normalizer, self.primers[key], **settings, cpu_threads=self.cpu_threads
-        )
+        with warnings.catch_warnings():  # what generate warns about is in result.messages
+            warnings.simplefilter("ignore", UserWarning)
+            result = generate(
+                self.model,
+                self.normalizer,
+                self.primers[key],
+                **settings,
+                cpu_threads=self.cpu_threads,
+            )
         t1 = time.perf_counter()
         waves = [render(pm, self.sample_rate) for pm in result.midi]
         players = [play(w, self.sample_rate) for w in waves]
@@ -317,15 +330,22 @@ class GenerationUI:
         table = stats_table(result.stats, self._reference(settings["n_notes"]))
         t3 = time.perf_counter()
 
-        stem = key.removeprefix(UPLOAD_PREFIX).rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        outputs = [
-            _html(
-                f"<b>{html.escape(key)}</b>: {settings['n_notes']} notes × "
-                f"{settings['n_variations']} variation(s), temperature "
-                f"{settings['temperature']:.2f}, top-k {settings['top_k'] or 'off'}, top-p "
-                f"{settings['top_p'] or 'off'}, seed {result.seed}"
+        stem = file_stem(key.removeprefix(UPLOAD_PREFIX))
+        top_p = "off" if settings["top_p"] is None else f"{settings['top_p']:.2f}"
+        header = (
+            f"<b>{html.escape(key)}</b>: {settings['n_notes']} notes × "
+            f"{settings['n_variations']} variation(s), temperature "
+            f"{settings['temperature']:.2f}, top-k {settings['top_k'] or 'off'}, top-p "
+            f"{top_p}, seed {result.seed}"
+        )
+        if settings["temperature"] == 0 and settings["n_variations"] > 1:
+            header += (
+                "<br><i>Temperature 0 is greedy decoding: always the most likely pitch, so "
+                "every variation is the same. Raise the temperature for different ones.</i>"
             )
-        ]
+        for message in result.messages:
+            header += f"<br><i>{html.escape(message)}</i>"
+        outputs = [_html(header)]
         outputs.append(
             _bundle({"image/png": png, "text/plain": f"<piano rolls of {len(result)} variations>"})
         )

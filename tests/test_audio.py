@@ -197,3 +197,21 @@ def test_fluidsynth_renders_a_piano(monkeypatch):
     assert w.dtype == np.float32 and np.isfinite(w).all() and 0 < np.abs(w).max() <= 1
     freqs, mag = spectrum(w[:22050], 22050)
     assert level(freqs, mag, 440) > 5 * level(freqs, mag, 466.16)
+
+
+def test_long_music_is_cut_to_max_seconds_with_a_warning(builtin):
+    """A primer with a 600-second gap once rendered 13 M samples."""
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes += [
+        pretty_midi.Note(80, 60, 0.0, 0.5),
+        pretty_midi.Note(80, 64, 600.0, 600.5),  # ten minutes later
+    ]
+    pm.instruments.append(inst)
+    with pytest.warns(UserWarning, match="lasts 600 s; only its first 20 s"):
+        wave_ = render(pm, 8000, max_seconds=20)
+    assert len(wave_) <= 8000 * 21
+    assert len(render(pm, 8000, max_seconds=700)) > 8000 * 600  # under the cap: all of it
+    assert len(pm.instruments[0].notes) == 2, "the caller's MIDI is not changed"
+    with pytest.raises(ValueError, match="max_seconds"):
+        render(pm, 8000, max_seconds=0)

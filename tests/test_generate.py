@@ -27,6 +27,7 @@ from melody_utils.generate import (
     filter_logits,
     generate,
     primers_from_pieces,
+    sampling_probs,
 )
 from melody_utils.metrics import MEASURES, degeneration_stats, reference_stats, stats_table
 from melody_utils.model import MelodyLSTM
@@ -180,6 +181,68 @@ def test_top_k_and_top_p_restrict_the_first_note(model, normalizer, primer):
     assert {pitches(p, i)[0] for i in range(64)} <= nucleus
 
 
+def test_temperature_is_applied_before_the_nucleus(model, normalizer, primer):
+    """top-p is taken on the *tempered* distribution: at T = 0.5 the nucleus is smaller
+    than at T = 1, and no sample may fall outside it."""
+    with torch.no_grad():
+        logits, _ = model(*first_window(primer, normalizer))
+
+    def nucleus(scaled: torch.Tensor, p: float) -> set[int]:
+        probs = scaled.softmax(-1)
+        order = torch.argsort(probs, descending=True)
+        before = probs[order].cumsum(0) - probs[order]
+        return set(order[before < p].tolist())
+
+    tempered = nucleus(logits[0].double() / 0.5, 0.5)
+    untempered = nucleus(logits[0].double(), 0.5)
+    assert len(tempered) < len(untempered), "the test needs the two nuclei to differ"
+    r = generate(model, normalizer, primer, 1, temperature=0.5, top_p=0.5, n_variations=400)
+    drawn = {pitches(r, i)[0] for i in range(400)}
+    assert drawn <= tempered
+    assert len(drawn) >= len(tempered) - 1  # and the nucleus is really sampled
+    # the distribution itself, exactly
+    probs = sampling_probs(logits.double(), 0.5, None, 0.5)[0]
+    expected = torch.zeros(128, dtype=torch.float64)
+    idx = torch.tensor(sorted(tempered))
+    expected[idx] = (logits[0].double()[idx] / 0.5).softmax(-1)
+    torch.testing.assert_close(probs, expected)
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 2.3e-308, 1e-320, 5e-324])
+def test_tiny_temperatures_sample_the_argmax(model, normalizer, primer, temperature):
+    """Below ~2.3e-308 the logits / T overflowed to inf and every note became 127."""
+    greedy = generate(model, normalizer, primer, 6, temperature=0)
+    tiny = generate(model, normalizer, primer, 6, temperature=temperature, n_variations=3)
+    for i in range(3):
+        assert pitches(tiny, i) == pitches(greedy)
+    probs = sampling_probs(torch.tensor([[1.0, 3.0, 3.0, -2.0]]), temperature)
+    torch.testing.assert_close(probs, torch.tensor([[0.0, 0.5, 0.5, 0.0]]))
+
+
+def test_huge_temperature_is_uniform():
+    probs = sampling_probs(torch.tensor([[1.0, 30.0, -5.0, 0.0]], dtype=torch.float64), 1e300)
+    torch.testing.assert_close(probs, torch.full((1, 4), 0.25, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("column, value", [("step", 1e9), ("step", 600.0), ("duration", 1e6)])
+def test_implausible_primer_timing_is_clamped_with_a_message(
+    model, normalizer, primer, column, value
+):
+    bad = primer.notes.copy()
+    bad.loc[bad.index[-5], column] = value
+    with pytest.warns(UserWarning, match=f"{column}.*shortened"):
+        r = generate(model, normalizer, bad, 4, seed=0)
+    assert r.messages and column in r.messages[0]
+    ctx = r.notes[0].iloc[:32]
+    assert ctx["step"].max() <= MAX_STEP and ctx["duration"].max() <= MAX_DURATION
+    assert r.notes[0]["end"].max() < 32 * MAX_STEP + 4 * MAX_STEP + MAX_DURATION
+
+
+def test_bool_temperature_is_refused(model, normalizer, primer):
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, normalizer, primer, 2, temperature=True)
+
+
 def test_filter_logits_on_a_known_distribution():
     probs = torch.tensor([[0.05, 0.5, 0.15, 0.3]])
     logits = probs.log()
@@ -322,8 +385,17 @@ def test_bad_primers_raise(model, normalizer, primer):
         generate(model, normalizer, notes.drop(columns=["duration"]), 4)
     bad = notes.copy()
     bad.loc[bad.index[-1], "pitch"] = 200
-    with pytest.raises(ValueError, match="pitches must be integers in 0..127"):
+    with pytest.raises(ValueError, match="primer pitches must lie in 0..127"):
         generate(model, normalizer, bad, 4)
+    bad = notes.astype({"pitch": float, "velocity": float})
+    bad.loc[bad.index[-1], "pitch"] = 60.5
+    with pytest.raises(ValueError, match="whole MIDI numbers"):
+        generate(model, normalizer, bad, 4)
+    for velocity in (0, 300, -5, 64.5e9):
+        bad = notes.astype({"velocity": float})
+        bad.loc[bad.index[-2], "velocity"] = velocity
+        with pytest.raises(ValueError, match="velocities must lie in 1..127"):
+            generate(model, normalizer, bad, 4)
     bad = notes.copy()
     bad.loc[bad.index[-1], "step"] = float("nan")
     with pytest.raises(ValueError, match="NaN"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from melody_utils.model import MelodyLSTM, lstm_layer_params, parameter_table
+from melody_utils.model import MelodyLSTM, ModelConfig, lstm_layer_params, parameter_table
 
 SPEC_COUNTS = {
     "embedding": 12_288,
@@ -43,10 +43,13 @@ def test_total_and_per_layer_parameters(model):
     for layer, count in SPEC_COUNTS.items():
         assert table.loc[layer, "pytorch"] == count, layer
         assert table.loc[layer, "by_formula"] == count, layer
-    # the card was wrong on the LSTM and right on the heads
-    assert table.loc["lstm layer 2", "card"] == 410_880
-    assert table.loc["lstm layer 2", "card"] == 4 * (320 * 320 + 320)
+    # the card's LSTM claims are the model's figures with the recurrent weights left
+    # out: one 4H x H matrix and one bias of 4H per layer, from what PyTorch built
+    for k in (2, 3):
+        w_ih = getattr(model.lstm, f"weight_ih_l{k - 1}")
+        assert table.loc[f"lstm layer {k}", "card"] == w_ih.numel() + w_ih.shape[0]
     assert table.loc["pitch head", "card"] == table.loc["pitch head", "pytorch"]
+    assert table.loc["cont head", "card"] == table.loc["cont head", "pytorch"]
 
 
 def test_lstm_formula_matches_pytorch_for_other_sizes():
@@ -74,13 +77,34 @@ def test_sizes_are_constructor_arguments():
 
 
 def test_uses_only_the_last_time_step(model):
+    """The heads read LayerNorm(lstm_out[:, -1]) and nothing else (computed by hand)."""
     p, c = batch(2)
-    p2, c2 = p.clone(), c.clone()
-    logits, _ = model(p, c)
-    # changing the last input note changes the output; the result is deterministic in eval
-    p2[:, -1] = (p2[:, -1] + 1) % 128
-    assert not torch.allclose(model(p2, c2)[0], logits)
+    logits, cont = model(p, c)
+    with torch.no_grad():
+        x = torch.cat([model.embedding(p), c], dim=-1)
+        out, _ = model.lstm(x)
+        last = model.norm(out[:, -1])
+        torch.testing.assert_close(logits, model.pitch_head(last))
+        torch.testing.assert_close(cont, model.cont_head(last))
+        # any other time step gives other outputs: the choice of step matters
+        assert not torch.allclose(model.pitch_head(model.norm(out[:, -2])), logits)
+    # deterministic in eval mode
     assert torch.equal(model(p, c)[0], logits)
+
+
+def test_config_is_the_single_source_of_sizes():
+    assert MelodyLSTM().config == ModelConfig()
+    small = MelodyLSTM(ModelConfig(hidden_size=16, num_layers=1))
+    assert small.lstm.hidden_size == 16 and small.lstm.dropout == 0.0
+    assert MelodyLSTM(hidden_size=16, num_layers=1).config == small.config
+    assert ModelConfig.from_dict(small.config.to_dict()) == small.config
+    with pytest.raises(ValueError, match="unknown ModelConfig fields"):
+        ModelConfig.from_dict({**small.config.to_dict(), "heads": 4})
+    with pytest.raises(TypeError, match="ModelConfig"):
+        MelodyLSTM(hidden=4)
+    for bad in ({"hidden_size": 0}, {"embed_dropout": 1.0}, {"seq_len": -2}, {"num_layers": 1.5}):
+        with pytest.raises(ValueError, match="ModelConfig"):
+            ModelConfig(**bad)
 
 
 def test_dropout_only_in_train_mode():

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from melody_utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from melody_utils.data import Normalizer, make_windows
 from melody_utils.model import MelodyLSTM
-from melody_utils.train import TrainConfig, evaluate, train
+from melody_utils.train import TrainConfig, _lr_lambda, evaluate, train
 
 CFG = TrainConfig(
     epochs=3, batch_size=32, max_steps_per_epoch=6, warmup_steps=2, lr=3e-3, patience=5
@@ -149,3 +153,119 @@ def test_training_rejects_empty_windows(small):
     empty = make_windows([], norm)
     with pytest.raises(ValueError, match="empty"):
         train(fresh(), empty, vw, CFG, progress=False)
+
+
+def test_learning_rate_follows_warmup_then_cosine(small):
+    norm, tw, vw = small
+    result = train(fresh(), tw, vw, CFG, device="cpu", progress=False)
+    total = CFG.epochs * CFG.max_steps_per_epoch
+    schedule = _lr_lambda(CFG.warmup_steps, total)
+    expected = [CFG.lr * schedule(CFG.max_steps_per_epoch * (e + 1)) for e in range(CFG.epochs)]
+    np.testing.assert_allclose(result.history["lr"], expected, rtol=1e-9)
+    assert result.history["lr"].iloc[0] > result.history["lr"].iloc[-1]
+
+
+def test_top1_and_top5_are_computed_from_the_ranked_logits(small):
+    norm, tw, vw = small
+    model = fresh().eval()
+    metrics = evaluate(model, vw, batch_size=50)
+    with torch.no_grad():
+        logits, cont = model(vw.pitch_seq, vw.cont_seq)
+    target = vw.target_pitch
+    assert metrics["pitch_top1"] == pytest.approx((logits.argmax(-1) == target).double().mean())
+    rank = (logits > logits.gather(1, target[:, None])).sum(-1)  # pitches ranked above
+    assert metrics["pitch_top5"] == pytest.approx((rank < 5).double().mean())
+    nll = torch.nn.functional.cross_entropy(logits.double(), target)
+    assert metrics["pitch_nll"] == pytest.approx(float(nll), rel=1e-5)
+    mse = ((cont - vw.target_cont) ** 2).mean(0).double()
+    assert metrics["mse_duration"] == pytest.approx(float(mse[1]), rel=1e-5)
+
+
+def test_windows_must_match_the_models_length(small, bach_splits):
+    norm, tw, vw = small
+    short = make_windows(bach_splits["train"][:3], norm, seq_len=16)
+    with pytest.raises(ValueError, match="16 notes but the model takes 32"):
+        train(fresh(), short, vw, CFG, progress=False)
+
+
+def test_resume_with_other_settings_names_them(small, tmp_path):
+    norm, tw, vw = small
+    train(
+        fresh(),
+        tw,
+        vw,
+        CFG,
+        out_dir=tmp_path,
+        normalizer=norm,
+        progress=False,
+        device="cpu",
+        stop_after_epochs=1,
+        metadata={"source": "bach", "split_seed": 0},
+    )
+    other = replace(CFG, lr=1e-3)
+    with pytest.raises(ValueError, match=r"lr=0.003 there, 0.001 now"):
+        train(
+            fresh(),
+            tw,
+            vw,
+            other,
+            out_dir=tmp_path,
+            normalizer=norm,
+            resume=True,
+            progress=False,
+            metadata={"source": "bach", "split_seed": 0},
+        )
+    with pytest.raises(ValueError, match=r"split_seed=0 there, 1 now"):
+        train(
+            fresh(),
+            tw,
+            vw,
+            CFG,
+            out_dir=tmp_path,
+            normalizer=norm,
+            resume=True,
+            progress=False,
+            metadata={"source": "bach", "split_seed": 1},
+        )
+
+
+def test_bf16_autocast_runs_on_the_cpu(small):
+    norm, tw, vw = small
+    config = replace(CFG, epochs=1, precision="bf16")
+    result = train(fresh(), tw, vw, config, device="cpu", progress=False)
+    assert np.isfinite(result.history["train_loss"]).all()
+    assert np.isfinite(result.best_val_loss)
+
+
+def test_checkpoint_names_with_dots_stay_apart(small, tmp_path):
+    norm, tw, vw = small
+    a, b = fresh(0).eval(), fresh(1).eval()
+    save_checkpoint(tmp_path / "run.lr1e-3", a, norm, {})
+    save_checkpoint(tmp_path / "run.lr3e-3", b, norm, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "run.lr1e-3.json",
+        "run.lr1e-3.safetensors",
+        "run.lr3e-3.json",
+        "run.lr3e-3.safetensors",
+    ]
+    p, c = tw.pitch_seq[:2], tw.cont_seq[:2]
+    for name, model in (("run.lr1e-3", a), ("run.lr3e-3.safetensors", b), ("run.lr3e-3.json", b)):
+        loaded, _, _ = load_checkpoint(tmp_path / name)
+        assert torch.equal(loaded(p, c)[0], model(p, c)[0]), name
+    # "x.pt" is not silently read as x.safetensors
+    save_checkpoint(tmp_path / "x", a, norm, {})
+    (tmp_path / "x.pt").write_bytes(b"a training state")
+    with pytest.raises(FileNotFoundError, match="x.pt.safetensors.*training state"):
+        load_checkpoint(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_checkpoint_files_respect_the_umask(small, tmp_path, umask, mode):
+    norm, tw, vw = small
+    old = os.umask(umask)
+    try:
+        stem = save_checkpoint(tmp_path / "m", fresh(), norm, {})
+    finally:
+        os.umask(old)
+    for suffix in (".safetensors", ".json"):
+        assert stat.S_IMODE(os.stat(f"{stem}{suffix}").st_mode) == mode

@@ -60,7 +60,7 @@ def upload(ui: GenerationUI, data: bytes, name: str) -> None:
             "type": "audio/midi",
             "size": len(data),
             "content": memoryview(data),
-            "last_modified": datetime.datetime.now(datetime.UTC),
+            "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),  # the file's
         },
     )
 
@@ -148,11 +148,45 @@ def test_upload_a_midi_file_and_generate_from_it(ui, midi_writer, tmp_path):
     assert ui.last_result.notes[0]["pitch"].iloc[:32].tolist() == list(range(58, 90))
 
 
+def test_uploading_the_same_file_again_is_a_new_upload(ui, midi_writer, tmp_path):
+    data = midi_writer(tmp_path / "tune.mid", range(50, 90)).read_bytes()
+    upload(ui, data, "tune.mid")
+    assert ui.primer.value == UPLOAD_PREFIX + "tune.mid"
+    ui.primer.value = ui.primer.options[0]
+    ui.status.value = ""
+    upload(ui, data, "tune.mid")  # the browser sends the very same value again
+    assert ui.primer.value == UPLOAD_PREFIX + "tune.mid"
+    assert "loaded <b>tune.mid</b>" in ui.status.value
+
+
+def test_header_shows_slider_values_as_set(ui):
+    ui.top_p.value = 0.9
+    ui.temperature.value = 0.7
+    ui.generate()
+    header = outputs_with(ui, "text/plain")[0]
+    assert "top-p 0.90" in header and "temperature 0.70" in header
+    assert "0000000" not in header
+    assert ui.last_result.settings["top_p"] == 0.9
+
+
+def test_greedy_with_several_variations_says_why_they_match(ui):
+    ui.temperature.value = 0.0
+    ui.n_variations.value = 3
+    result = ui.generate()
+    assert pitches_equal(result)
+    assert "every variation is the same" in outputs_with(ui, "text/plain")[0]
+
+
+def pitches_equal(result) -> bool:
+    first = result.notes[0]["pitch"].tolist()
+    return all(t["pitch"].tolist() == first for t in result.notes)
+
+
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("garbage", "not a readable MIDI file"),
-        ("empty", "the file is empty"),
+        ("garbage", "corrupt or unreadable MIDI"),
+        ("empty", "empty file"),
         ("short", "has 10 notes; a primer needs at least 32"),
         ("drums", "drum-only"),
     ],
@@ -172,10 +206,11 @@ def test_bad_uploads_show_a_message(ui, midi_writer, tmp_path, kind, message):
     before = list(ui.primer.options)
     upload(ui, data, f"{kind}.mid")  # must not raise
     assert message in ui.last_error
-    assert message in ui.status.value
+    assert message in ui.status.value and "Could not load the upload" in ui.status.value
+    assert "Could not generate" not in ui.status.value
     assert list(ui.primer.options) == before  # nothing half-added
     shown = "".join(outputs_with(ui, "text/plain"))
-    assert message in shown and "Traceback" not in shown
+    assert message not in shown, "the message is shown once, in the status line"
 
 
 def test_generation_errors_are_shown_not_raised(parts, monkeypatch):
@@ -188,8 +223,9 @@ def test_generation_errors_are_shown_not_raised(parts, monkeypatch):
     ui.generate_button.click()  # must not raise
     assert ui.last_result is None
     assert "has 20 notes; the model needs at least 32" in ui.last_error
-    shown = "".join(outputs_with(ui, "text/plain"))
-    assert "Could not generate" in shown and "Traceback" not in shown
+    assert "Could not generate" in ui.status.value and "Traceback" not in ui.status.value
+    assert ui.status.value.count("has 20 notes") == 1
+    assert ui.output.outputs == (), "no stale result is left beside the error"
     assert not ui.generate_button.disabled
     # the UI recovers on the next good click
     ui.primer.value = "ok"
