@@ -10,23 +10,37 @@ Two synthesis paths, chosen automatically (:func:`audio_backend` says which):
     ``/usr/share/soundfonts/*.sf2``, ...), then the small ``TimGM6mb.sf2`` that ships
     inside ``pretty_midi``. To install it:
 
-    * Debian/Ubuntu: ``sudo apt-get install fluidsynth fluid-soundfont-gm`` and
-      ``pip install pyfluidsynth``;
+    * Debian/Ubuntu: ``sudo apt-get install fluidsynth fluid-soundfont-gm`` (the
+      library ``libfluidsynth3`` comes with it) and ``pip install pyfluidsynth``;
     * macOS: ``brew install fluid-synth`` and ``pip install pyfluidsynth``;
     * conda: ``conda install -c conda-forge fluidsynth`` and ``pip install pyfluidsynth``.
 
-    These are optional system packages, deliberately not in ``requirements.txt``.
+    These are optional system packages, deliberately not in ``requirements.txt``. Check
+    with ``python -c "from melody_utils.audio import audio_backend; print(audio_backend())"``
+    (it prints ``fluidsynth`` once all three are found); restart the Jupyter kernel after
+    installing.
 
 ``"builtin"``
     A small additive synthesizer in NumPy, always available (the default in CI):
     every note gets a few harmonics that decay faster the higher they are, a piano-like
     envelope (5 ms attack, exponential decay, 80 ms release after the note ends),
-    loudness from velocity, and all notes are mixed and peak-normalized so nothing
-    clips. It does not sound like a concert grand, but it sounds like notes.
+    loudness from velocity, and all notes are mixed. It does not sound like a concert
+    grand, but it sounds like notes.
 
 Set ``MELODY_AUDIO_BACKEND=builtin`` (or ``fluidsynth``) to force one path.
 :func:`render` never returns silence quietly: an empty MIDI is a ``ValueError`` and a
 silent or non-finite waveform a ``RuntimeError``.
+
+Loudness: both paths bring every clip to the same loudness, the RMS of the whole
+waveform set to :data:`TARGET_RMS`, so that two clips sound about equally loud whatever
+their peaks. (Scaling the loudest sample to a fixed level instead made a melody that
+ends on a big chord quiet: the chord set the scale, and the tune before it was soft.)
+A peak limiter then keeps every sample within ``±PEAK``: where a chord would go above
+:data:`PEAK`, the gain is lowered smoothly around it (ramps of 20-40 ms, so the waveform
+is not distorted), by at most a factor :data:`MAX_LIMITING`; music too spiky to reach
+the target within that comes out quieter than the target rather than squashed.
+A waveform handed to :func:`play` or :func:`wav_bytes` is written as it is (clipped to
+[-1, 1]), not normalized again.
 """
 
 from __future__ import annotations
@@ -43,8 +57,14 @@ import numpy as np
 
 #: Default sample rate (Hz): enough for a piano melody, half the size of 44.1 kHz.
 SAMPLE_RATE = 22050
-#: Peak level of a rendered waveform (headroom below full scale).
-PEAK = 0.9
+#: Loudness of a rendered waveform: the RMS of the whole clip (full scale = 1). Bach
+#: chorales peak at about 5x their RMS, so at 0.15 they pass the limiter untouched.
+TARGET_RMS = 0.15
+#: Ceiling of a rendered waveform: the limiter keeps every sample within ``±PEAK``.
+#: (Before loudness normalization, ``PEAK`` was the level the loudest sample was scaled to.)
+PEAK = 0.99
+#: Most the limiter may lower the loudest moment of a clip (4 = 12 dB) to reach TARGET_RMS.
+MAX_LIMITING = 4.0
 #: Longest audio rendered (seconds); longer music is cut, with a warning.
 MAX_SECONDS = 600.0
 BACKENDS = ("fluidsynth", "builtin")
@@ -54,6 +74,9 @@ _ATTACK = 0.005  # seconds
 _RELEASE = 0.08  # seconds after the note ends
 _HARMONICS = np.array([1.0, 0.55, 0.3, 0.18, 0.1, 0.06])  # relative amplitudes
 _HARMONIC_DECAY = 1.2  # extra decay (1/s) per harmonic number
+# the limiter
+_LIMITER_HOLD = 0.01  # seconds: the gain is held at least this long either side of a peak
+_LOUDNESS_PASSES = 6  # gain-then-limit rounds to reach TARGET_RMS (limiting costs some RMS)
 
 _SF2_CANDIDATES = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -171,7 +194,8 @@ def _voice(pitch: int, n: int, sample_rate: int, decays: np.ndarray) -> np.ndarr
 
 
 def synthesize(pm: object, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The built-in synthesizer (see module docstring); float32, peak-normalized."""
+    """The built-in synthesizer (see module docstring); float32, loudness-normalized
+    to :data:`TARGET_RMS` with peaks limited to :data:`PEAK`."""
     notes = _pitched_notes(pm)
     if not notes:
         raise ValueError("nothing to render: the MIDI holds no pitched notes")
@@ -196,14 +220,60 @@ def synthesize(pm: object, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         seg *= (max(1, min(127, int(note.velocity))) / 127.0) ** 1.5
         stop = min(len(out), start + len(seg))
         out[start:stop] += seg[: stop - start]
-    return _normalize(out)
+    return _normalize(out, sample_rate)
 
 
-def _normalize(wave_: np.ndarray) -> np.ndarray:
-    peak = float(np.abs(wave_).max()) if len(wave_) else 0.0
-    if peak > 0:
-        wave_ = wave_ * (PEAK / peak)
-    return wave_.astype(np.float32)
+def _limit(wave_: np.ndarray, ceiling: float, hold: int) -> np.ndarray:
+    """``wave_`` times a smooth gain <= 1 that keeps every sample within ``±ceiling``.
+
+    The gain a sample needs is ``ceiling / |x|`` (1 where it is under the ceiling). Its
+    minimum over blocks of ``hold`` samples, widened to the neighbouring blocks, is at
+    most what any sample within ``hold`` needs; a moving average of ``2 * hold + 1``
+    samples of that is therefore still at most what each sample needs (nothing passes
+    the ceiling), and it ramps the gain down and up again over tens of milliseconds
+    instead of bending single waveform peaks (which would sound distorted).
+    """
+    level = np.abs(wave_)
+    if len(wave_) == 0 or float(level.max()) <= ceiling:
+        return wave_
+    need = np.minimum(1.0, ceiling / np.maximum(level, 1e-12))
+    hold = max(1, int(hold))
+    n_blocks = -(-len(need) // hold)
+    padded = np.ones(n_blocks * hold)
+    padded[: len(need)] = need
+    blocks = padded.reshape(n_blocks, hold).min(axis=1)
+    wide = np.minimum(blocks, np.minimum(np.r_[1.0, blocks[:-1]], np.r_[blocks[1:], 1.0]))
+    held = np.repeat(wide, hold)[: len(need)]
+    sums = np.cumsum(np.pad(held, (hold + 1, hold), mode="edge"))
+    gain = (sums[2 * hold + 1 :] - sums[: -2 * hold - 1]) / (2 * hold + 1)
+    return wave_ * np.minimum(gain, need)
+
+
+def _normalize(wave_: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Bring a waveform to :data:`TARGET_RMS` (whole clip), peaks limited to :data:`PEAK`.
+
+    The gain is found by a few rounds of "scale to the target, limit, measure again":
+    limiting lowers the RMS a little, so the next round asks for a bit more gain, never
+    more than :data:`MAX_LIMITING` times what would put the loudest sample at PEAK.
+    """
+    wave_ = np.asarray(wave_, dtype=np.float64)
+    if len(wave_) == 0:
+        return wave_.astype(np.float32)
+    peak = float(np.abs(wave_).max())
+    rms = float(np.sqrt(np.mean(wave_**2)))
+    if peak == 0.0 or not math.isfinite(rms):
+        return wave_.astype(np.float32)  # _check says what is wrong
+    hold = int(_LIMITER_HOLD * sample_rate)
+    max_gain = MAX_LIMITING * PEAK / peak
+    gain = min(TARGET_RMS / rms, max_gain)
+    out = _limit(wave_ * gain, PEAK, hold)
+    for _ in range(_LOUDNESS_PASSES - 1):
+        level = float(np.sqrt(np.mean(out**2)))
+        if abs(level / TARGET_RMS - 1.0) < 0.005 or gain >= max_gain:
+            break
+        gain = min(gain * TARGET_RMS / level, max_gain)
+        out = _limit(wave_ * gain, PEAK, hold)
+    return np.clip(out, -PEAK, PEAK).astype(np.float32)
 
 
 def _check(wave_: np.ndarray, backend: str) -> np.ndarray:
@@ -256,7 +326,8 @@ def render(
             already 13 M samples at 22.05 kHz).
 
     Returns:
-        The waveform, peak-normalized to :data:`PEAK`.
+        The waveform at :data:`TARGET_RMS` loudness, every sample within ``±PEAK``
+        (see "Loudness" in the module docstring).
 
     Raises:
         ValueError: no pitched notes (nothing to play), a bad sample rate or backend.
@@ -284,7 +355,7 @@ def render(
             wave_ = np.asarray(
                 pm.fluidsynth(fs=sample_rate, synthesizer=str(sf2)), dtype=np.float64
             )
-            return _check(_normalize(wave_), "fluidsynth")
+            return _check(_normalize(wave_, sample_rate), "fluidsynth")
         except Exception as exc:
             warnings.warn(
                 f"FluidSynth failed ({type(exc).__name__}: {exc}); using the built-in synthesizer",

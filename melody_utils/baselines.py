@@ -182,36 +182,31 @@ class Baselines:
         ``mse_step``, ``mse_duration``, ``mse_velocity`` (mean squared error in
         normalized units). A quantity a baseline does not predict is NaN.
         """
-        pitch_seq, cont_seq, target_pitch, target_cont = (_as_numpy(t) for t in windows)
-        n = len(pitch_seq)
+        n = len(windows)
         if n == 0:
             raise ValueError("cannot evaluate on zero windows")
-        target_pitch = _check_pitches(target_pitch, "target_pitch")
-        target_cont = target_cont.astype(np.float64, copy=False)
-        if target_pitch.shape != (n,) or target_cont.shape != (n, 3):
-            raise ValueError(
-                f"targets must have shapes ({n},) and ({n}, 3), got "
-                f"{target_pitch.shape} and {target_cont.shape}"
-            )
         table = pd.DataFrame(
             np.nan, index=pd.Index(self.names, name="baseline"), columns=list(METRIC_COLUMNS)
         )
+        sums = {name: np.zeros(3) for name in PITCH_BASELINES}  # nll, top-1, top-5
+        sq = {name: np.zeros(3) for name in CONT_BASELINES}  # squared errors per feature
+        for batch in windows.chunks(chunk):
+            pitch_seq, cont_seq, target_pitch, target_cont = (_as_numpy(t) for t in batch)
+            tp = _check_pitches(target_pitch, "target_pitch")
+            for name in PITCH_BASELINES:
+                probs = self.pitch_distribution(name, pitch_seq)
+                sums[name] += [
+                    -np.log(probs[np.arange(len(tp)), tp]).sum(),
+                    topk_accuracy(probs, tp, 1).sum(),
+                    topk_accuracy(probs, tp, 5).sum(),
+                ]
+            for name in CONT_BASELINES:
+                err = self.cont_prediction(name, cont_seq) - target_cont.astype(np.float64)
+                sq[name] += (err**2).sum(axis=0)
         for name in PITCH_BASELINES:
-            nll = top1 = top5 = 0.0
-            for a in range(0, n, chunk):
-                probs = self.pitch_distribution(name, pitch_seq[a : a + chunk])
-                tp = target_pitch[a : a + chunk]
-                nll -= np.log(probs[np.arange(len(tp)), tp]).sum()
-                top1 += topk_accuracy(probs, tp, 1).sum()
-                top5 += topk_accuracy(probs, tp, 5).sum()
-            table.loc[name, ["pitch_nll", "pitch_top1", "pitch_top5"]] = [
-                nll / n,
-                top1 / n,
-                top5 / n,
-            ]
+            table.loc[name, ["pitch_nll", "pitch_top1", "pitch_top5"]] = sums[name] / n
         for name in CONT_BASELINES:
-            mse = ((self.cont_prediction(name, cont_seq) - target_cont) ** 2).mean(axis=0)
-            table.loc[name, [f"mse_{f}" for f in CONT_FEATURES]] = mse
+            table.loc[name, [f"mse_{f}" for f in CONT_FEATURES]] = sq[name] / n
         return table
 
     def __repr__(self) -> str:

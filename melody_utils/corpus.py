@@ -43,12 +43,20 @@ import pandas as pd
 
 from .config import REPO_ROOT, SEQ_LEN, cache_dir, cache_enabled
 from .fileio import TMP_SUFFIX, atomic_writer
-from .notes import MIDI_SUFFIXES, NOTE_COLUMNS, BadInputError, ParsedNotes, parse_midi, parse_score
+from .notes import (
+    MIDI_SUFFIXES,
+    NOTE_COLUMNS,
+    PART,
+    BadInputError,
+    ParsedNotes,
+    parse_midi,
+    parse_score,
+)
 
 #: A piece needs one window of 32 notes plus its target.
 MIN_NOTES = SEQ_LEN + 1
 #: Bumped whenever parsing changes, so stale caches are never reused.
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 #: Default bound on the cache folder's size (MB); ``MELODY_CACHE_MAX_MB`` overrides it.
 CACHE_MAX_MB = 256
 SPLITS = ("train", "val", "test")
@@ -519,9 +527,10 @@ def _save_cache(path: Path, corpus: Corpus) -> None:
         if len(corpus)
         else pd.DataFrame({c: [] for c in NOTE_COLUMNS})
     )
+    names = [*NOTE_COLUMNS, *([PART] if PART in cat.columns and cat[PART].notna().all() else [])]
     columns = {
-        c: cat[c].to_numpy(np.int64 if c in ("pitch", "velocity") else np.float64)
-        for c in NOTE_COLUMNS
+        c: cat[c].to_numpy(np.int64 if c in ("pitch", "velocity", PART) else np.float64)
+        for c in names
     }
 
     def strings(rows: list, width: int) -> np.ndarray:
@@ -543,7 +552,7 @@ def _save_cache(path: Path, corpus: Corpus) -> None:
 def _load_cache(path: Path) -> Corpus:
     with np.load(path, allow_pickle=False) as z:
         bounds = np.concatenate([[0], np.cumsum(z["lengths"])])
-        columns = {c: z[c] for c in NOTE_COLUMNS}
+        columns = {c: z[c] for c in (*NOTE_COLUMNS, PART) if c in z.files}
         pieces = []
         for i, (pid, split) in enumerate(zip(z["ids"], z["splits"], strict=True)):
             a, b = bounds[i], bounds[i + 1]

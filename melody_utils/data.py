@@ -5,7 +5,7 @@ The pipeline is::
     load_corpus("bach")          -> Corpus, a list of Piece (melody_utils.corpus)
     split_pieces(pieces, seed=0) -> {"train": [...], "val": [...], "test": [...]}
     Normalizer.fit(train)        -> invertible scaling of step, duration, velocity
-    make_windows(train, norm)    -> Windows(pitch_seq, cont_seq, target_pitch, target_cont)
+    make_windows(train, norm)    -> Windows: flat note arrays; batches are gathered
 
 Corpora, parsing and the cache live in :mod:`melody_utils.corpus`; note tables and
 MIDI in :mod:`melody_utils.notes`. Their public names are re-exported here for
@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .config import CONT_FEATURES, SEQ_LEN
+from .config import CHORD_SNAP, CONT_FEATURES, SEQ_LEN
 from .corpus import SPLITS, Corpus, Piece, get_piece, load_corpus, load_piece
-from .notes import BadInputError, note_table, notes_from_midi
+from .notes import BadInputError, check_pitch_range, note_table, notes_from_midi
 
 __all__ = [
     "BadInputError",
@@ -196,52 +195,248 @@ class Normalizer:
 # --------------------------------------------------------------------------- windows
 
 
-class Windows(NamedTuple):
-    """Training examples: 32 input notes and the next (33rd) note as target."""
+class Windows:
+    """Every stride-1 window of some pieces, stored once as flat per-note arrays.
 
-    pitch_seq: torch.Tensor  # (N, 32) int64
-    cont_seq: torch.Tensor  # (N, 32, 3) float32, normalized
-    target_pitch: torch.Tensor  # (N,) int64
-    target_cont: torch.Tensor  # (N, 3) float32, normalized
+    A window is ``seq_len`` consecutive notes of one piece plus the next note as its
+    target; windows never cross pieces. Materialising all of them would store every
+    note ``seq_len + 1`` times (640 bytes per note); instead the notes of all pieces are
+    kept once, concatenated (``pitch`` as uint8, ``cont`` as three float32: 13 bytes per
+    note), and a batch of windows is *gathered* on demand::
+
+        first = windows.starts(idx)                       # (B,) first note of each window
+        rows = first[:, None] + torch.arange(seq_len + 1)  # (B, 33) note rows
+        pitch, cont = windows.pitch[rows], windows.cont[rows]
+
+    Window ``i`` of the k-th piece (in order) starts at its note ``i``; windows are
+    numbered piece after piece, so window ``j`` overall lies in the piece whose window
+    range holds ``j``.
+
+    Attributes:
+        pitch: ``(n_notes,)`` uint8, MIDI pitch of every note.
+        cont: ``(n_notes, 3)`` float32, normalized step, duration, velocity.
+        note_offsets: ``(n_pieces + 1,)`` int64, where each piece's notes start.
+        window_offsets: ``(n_pieces + 1,)`` int64, cumulative window counts.
+        seq_len: input notes per window (the target is one more).
+
+    The card's four tensors are still there for small sets: :meth:`batch` gives them
+    for some windows and the properties ``pitch_seq``, ``cont_seq``, ``target_pitch``,
+    ``target_cont`` for all of them (materialised: use them for validation-sized sets,
+    not MAESTRO).
+    """
+
+    def __init__(
+        self,
+        pitch: torch.Tensor,
+        cont: torch.Tensor,
+        note_offsets: torch.Tensor,
+        seq_len: int = SEQ_LEN,
+    ):
+        if pitch.dtype != torch.uint8 or pitch.dim() != 1:
+            raise TypeError(
+                f"pitch must be a 1-D uint8 tensor, got {pitch.dtype} {tuple(pitch.shape)}"
+            )
+        if cont.dim() != 2 or cont.shape != (len(pitch), len(CONT_FEATURES)):
+            raise ValueError(f"cont must have shape ({len(pitch)}, 3), got {tuple(cont.shape)}")
+        self.pitch = pitch
+        self.cont = cont
+        self.note_offsets = note_offsets.to(torch.int64)
+        self.seq_len = int(seq_len)
+        lengths = self.note_offsets.diff()
+        if (lengths < seq_len + 1).any():
+            raise ValueError(f"every piece needs at least {seq_len + 1} notes")
+        counts = lengths - seq_len
+        self.window_offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(
+            self.note_offsets.device
+        )
+
+    @classmethod
+    def from_tensors(
+        cls,
+        pitch_seq: torch.Tensor,
+        cont_seq: torch.Tensor,
+        target_pitch: torch.Tensor,
+        target_cont: torch.Tensor,
+    ) -> Windows:
+        """Windows given in the card's four tensors (each window becomes its own
+        ``seq_len + 1``-note piece): for hand-made examples and tests."""
+        n, seq_len = pitch_seq.shape
+        if (
+            cont_seq.shape != (n, seq_len, len(CONT_FEATURES))
+            or target_pitch.shape != (n,)
+            or (target_cont.shape != (n, len(CONT_FEATURES)))
+        ):
+            raise ValueError("shapes must be (N, L), (N, L, 3), (N,) and (N, 3)")
+        pitch = torch.cat([pitch_seq, target_pitch[:, None]], dim=1)
+        check_pitch_range(pitch, "pitches")
+        cont = torch.cat([cont_seq, target_cont[:, None]], dim=1).float()
+        offsets = torch.arange(n + 1, dtype=torch.int64) * (seq_len + 1)
+        return cls(pitch.reshape(-1).to(torch.uint8), cont.reshape(-1, 3), offsets, seq_len)
+
+    # ------------------------------------------------------------------ size
+
+    def __len__(self) -> int:
+        return int(self.window_offsets[-1])
+
+    @property
+    def n_notes(self) -> int:
+        return len(self.pitch)
+
+    @property
+    def n_pieces(self) -> int:
+        return len(self.note_offsets) - 1
+
+    @property
+    def device(self) -> torch.device:
+        return self.pitch.device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the windows (notes and offsets)."""
+        return sum(
+            t.element_size() * t.numel()
+            for t in (self.pitch, self.cont, self.note_offsets, self.window_offsets)
+        )
+
+    def to(self, device: torch.device | str) -> Windows:
+        """The same windows on another device (a copy; the notes move once)."""
+        return Windows(
+            self.pitch.to(device), self.cont.to(device), self.note_offsets.to(device), self.seq_len
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Windows({len(self)} windows of {self.seq_len}+1 notes from {self.n_pieces} "
+            f"pieces, {self.n_notes} notes, {self.nbytes / 2**20:.1f} MiB on {self.device})"
+        )
+
+    # ------------------------------------------------------------------ gathering
+
+    def starts(self, idx: torch.Tensor) -> torch.Tensor:
+        """Row of the first note of each window in ``idx`` (int64, any shape)."""
+        piece = torch.searchsorted(self.window_offsets, idx, right=True) - 1
+        return self.note_offsets[piece] + (idx - self.window_offsets[piece])
+
+    def gather(
+        self, idx: torch.Tensor, length: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pitch (B, L) int64, cont (B, L, 3))`` of windows ``idx`` with their target:
+        ``L = seq_len + 1`` notes each (or ``length``, at most that)."""
+        length = self.seq_len + 1 if length is None else length
+        rows = self.starts(idx)[:, None] + torch.arange(length, device=idx.device)
+        return self.pitch[rows].long(), self.cont[rows]
+
+    def batch(
+        self, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The card's ``(pitch_seq, cont_seq, target_pitch, target_cont)`` for windows
+        ``idx``: shapes ``(B, 32)``, ``(B, 32, 3)``, ``(B,)``, ``(B, 3)``."""
+        pitch, cont = self.gather(idx)
+        return pitch[:, :-1], cont[:, :-1], pitch[:, -1], cont[:, -1]
+
+    def chunks(self, size: int):
+        """``(pitch_seq, cont_seq, target_pitch, target_cont)`` of every window, in order,
+        ``size`` windows at a time."""
+        for a in range(0, len(self), size):
+            yield self.batch(torch.arange(a, min(a + size, len(self)), device=self.device))
+
+    def _all(self, k: int) -> torch.Tensor:
+        return self.batch(torch.arange(len(self), device=self.device))[k]
+
+    @property
+    def pitch_seq(self) -> torch.Tensor:
+        """All input pitches ``(N, seq_len)`` (materialised)."""
+        return self._all(0)
+
+    @property
+    def cont_seq(self) -> torch.Tensor:
+        """All input continuous features ``(N, seq_len, 3)`` (materialised)."""
+        return self._all(1)
+
+    @property
+    def target_pitch(self) -> torch.Tensor:
+        """All target pitches ``(N,)``."""
+        return self._all(2)
+
+    @property
+    def target_cont(self) -> torch.Tensor:
+        """All target continuous features ``(N, 3)``."""
+        return self._all(3)
 
 
 def make_windows(
-    pieces: Sequence[Piece], normalizer: Normalizer, seq_len: int = SEQ_LEN, stride: int = 1
+    pieces: Sequence[Piece], normalizer: Normalizer, seq_len: int = SEQ_LEN
 ) -> Windows:
-    """Cut every piece into windows of ``seq_len`` notes; the target is the next note.
-
-    Window ``i`` of a piece holds notes ``i .. i+seq_len-1`` and its target is note
-    ``i+seq_len``. Windows never cross pieces. Pieces shorter than ``seq_len + 1`` give
-    none.
+    """The windows of ``pieces``: window ``i`` of a piece holds its notes ``i ..
+    i+seq_len-1`` and its target is note ``i+seq_len``. Pieces with fewer than
+    ``seq_len + 1`` notes give none (they are left out).
     """
-    if seq_len < 1 or stride < 1:
-        raise ValueError("seq_len and stride must be positive")
-    p_parts, c_parts, tp_parts, tc_parts = [], [], [], []
-    for piece in pieces:
-        n = len(piece.notes)
-        if n < seq_len + 1:
-            continue
-        pitch = piece.notes["pitch"].to_numpy(np.int64)
-        cont = normalizer.transform(piece.notes[list(CONT_FEATURES)].to_numpy(np.float64))
-        starts = np.arange(0, n - seq_len, stride)
-        idx = starts[:, None] + np.arange(seq_len)[None, :]
-        p_parts.append(pitch[idx])
-        c_parts.append(cont[idx])
-        tp_parts.append(pitch[starts + seq_len])
-        tc_parts.append(cont[starts + seq_len])
-    if not p_parts:
-        return Windows(
-            torch.empty(0, seq_len, dtype=torch.int64),
-            torch.empty(0, seq_len, 3),
-            torch.empty(0, dtype=torch.int64),
-            torch.empty(0, 3),
-        )
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
+    kept = [p for p in pieces if len(p.notes) >= seq_len + 1]
+    pitch = [p.notes["pitch"].to_numpy(np.int64) for p in kept]
+    for p, values in zip(kept, pitch, strict=True):
+        check_pitch_range(values, f"pitches of {p.id}")
+    cont = [normalizer.transform(p.notes[list(CONT_FEATURES)].to_numpy(np.float64)) for p in kept]
+    lengths = np.array([len(v) for v in pitch], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return Windows(
-        torch.from_numpy(np.concatenate(p_parts)),
-        torch.from_numpy(np.concatenate(c_parts)),
-        torch.from_numpy(np.concatenate(tp_parts)),
-        torch.from_numpy(np.concatenate(tc_parts)),
+        torch.from_numpy(np.concatenate(pitch).astype(np.uint8) if kept else np.zeros(0, np.uint8)),
+        torch.from_numpy(np.concatenate(cont) if kept else np.zeros((0, 3), np.float32)),
+        torch.from_numpy(offsets),
+        seq_len,
     )
+
+
+def fit_time_classes(
+    pieces: Sequence[Piece],
+    normalizer: Normalizer,
+    n_classes: int = 32,
+    longest: float = 8.0,
+    shortest_duration: float = 0.02,
+) -> dict[str, torch.Tensor]:
+    """Classes of step and duration for a categorical time head (notebook 06), fitted on
+    the training pieces.
+
+    Step class 0 holds every step below :data:`~melody_utils.config.CHORD_SNAP` (the
+    chord tones); classes 1..K-1 are log-spaced from there to ``longest`` seconds (the
+    last one open-ended). Duration classes are log-spaced from ``shortest_duration`` to
+    ``longest``. A class's value is the median of the training values that fall in it,
+    so a class that holds one musical value (an eighth note at quarter = 96) gives it
+    back exactly; an empty class gets the geometric centre of its edges. Edges and
+    values are in normalized units, the model's.
+
+    Returns ``{"step_edges", "step_values", "duration_edges", "duration_values"}``.
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or not 2 <= n_classes <= 255:
+        raise ValueError(f"n_classes must be an integer in 2..255, got {n_classes!r}")
+    if not 0 < CHORD_SNAP < longest or not 0 < shortest_duration < longest:
+        raise ValueError("the class range needs 0 < shortest < longest")
+    raw = Normalizer._raw(pieces)
+    out: dict[str, torch.Tensor] = {}
+    for col, name, low in ((0, "step", CHORD_SNAP), (1, "duration", shortest_duration)):
+        edges = np.geomspace(low, longest, n_classes - 1)
+        values_raw = raw[:, col]
+        cls = np.searchsorted(edges, values_raw, side="right")  # class of each value
+        centres = np.concatenate(
+            [[low / 2 if col else 0.0], np.sqrt(edges[:-1] * edges[1:]), [longest * 1.5]]
+        )
+        values = np.array(
+            [
+                np.median(values_raw[cls == k]) if (cls == k).any() else centres[k]
+                for k in range(n_classes)
+            ]
+        )
+        out[f"{name}_edges"] = torch.from_numpy(_normalized(normalizer, col, edges))
+        out[f"{name}_values"] = torch.from_numpy(_normalized(normalizer, col, values))
+    return out
+
+
+def _normalized(normalizer: Normalizer, col: int, values: np.ndarray) -> np.ndarray:
+    """Normalized units of raw values of one continuous feature."""
+    raw = np.zeros((len(values), 3))
+    raw[:, col] = values
+    return normalizer.transform(raw)[:, col].astype(np.float32)
 
 
 def split_summary(splits: dict[str, Sequence[Piece]], seq_len: int = SEQ_LEN) -> pd.DataFrame:

@@ -7,7 +7,8 @@ notes (e.g. C# near C)". This module turns that claim into measurements that can
 * :func:`similarity_by_interval` -- mean cosine similarity of two pitches as a function
   of the interval between them (1 = semitone, 7 = fifth, 12 = octave);
 * :func:`linear_probe` -- can a linear classifier read the pitch class or the octave
-  off the vector (cross-validated, with its chance level)?
+  off the vector (cross-validated, with its chance level)? :func:`height_probe` -- can
+  a linear regression read the pitch height (R²)?
 * :func:`learned_update` -- the trained table minus its (weight-decayed) random start:
   what the gradients wrote, to analyse on its own;
 * :func:`compare_with_controls` -- every measure again on two controls: the same
@@ -66,14 +67,32 @@ def embedding_table(model: MelodyLSTM | torch.nn.Module) -> np.ndarray:
     return emb.weight.detach().cpu().numpy().astype(np.float64)
 
 
-def pitch_counts(pieces: Iterable[Piece], vocab_size: int = 128) -> np.ndarray:
-    """How often each pitch occurs in ``pieces`` (pass the training split), shape ``(vocab,)``."""
+def pitch_counts(
+    pieces: Iterable[Piece], vocab_size: int = 128, transpose: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """How often each pitch occurs in ``pieces`` (pass the training split), shape ``(vocab,)``.
+
+    ``transpose=(low, high)``: the training recipe shifted every window by a uniformly
+    drawn number of semitones in ``low..high`` (``TrainConfig.transpose_min/max``), so
+    the model saw pitch ``p`` whenever a note ``p - s`` was shifted by ``s``. The counts
+    are then the *expected* occurrences, ``sum_s count[p - s] / n_shifts`` (a float
+    array): a pitch outside every shifted range has count 0 and never got a gradient.
+    """
     counts = np.zeros(vocab_size, dtype=np.int64)
     for piece in pieces:
         p = piece.notes["pitch"].to_numpy(np.int64)
         check_pitch_range(p, f"{piece.id}: pitches", n_pitches=vocab_size)
         counts += np.bincount(p, minlength=vocab_size)
-    return counts
+    low, high = transpose
+    if (low, high) == (0, 0):
+        return counts
+    if low > 0 or high < 0:
+        raise ValueError(f"transpose must be a range holding 0, got {transpose}")
+    shifted = np.zeros(vocab_size, dtype=np.float64)
+    for shift in range(low, high + 1):
+        lo, hi = max(0, shift), min(vocab_size, vocab_size + shift)
+        shifted[lo:hi] += counts[lo - shift : hi - shift]
+    return shifted / (high - low + 1)
 
 
 def seen_mask(counts: np.ndarray, min_count: int = 1) -> np.ndarray:
@@ -274,6 +293,46 @@ def linear_probe(
         "n_classes": int(len(classes)),
         "folds": folds,
         "dropped_classes": [int(c) for c in dropped],
+    }
+
+
+def height_probe(
+    E: np.ndarray, mask: np.ndarray | None, cv: int = 5, seed: int = 0, alpha: float = 1.0
+) -> dict:
+    """Cross-validated R² of a linear (ridge) regression reading pitch height, the MIDI
+    number, off the vectors of the seen pitches.
+
+    ``StandardScaler`` + ``Ridge(alpha)`` scored by R² on ``KFold(cv, shuffle=True,
+    random_state=seed)`` folds. R² is 1 for a perfect read-out, 0 for predicting the
+    mean, negative for worse than that. Unlike the octave classifier this uses the
+    ordering of pitches, so a smooth "low to high" direction in the table is enough.
+
+    Returns a dict: ``r2`` (mean over folds), ``r2_std``, ``n_samples``, ``folds``.
+    """
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    E, mask = _prepare(E, mask, min_seen=max(cv, 2) * 2)
+    if cv < 2:
+        raise ValueError(f"cv must be at least 2, got {cv}")
+    pitches = np.flatnonzero(mask)
+    folds = KFold(n_splits=cv, shuffle=True, random_state=seed)
+    with threadpool_limits(1):
+        r2 = cross_val_score(
+            make_pipeline(StandardScaler(), Ridge(alpha=alpha)),
+            E[pitches],
+            pitches.astype(np.float64),
+            cv=folds,
+            scoring="r2",
+        )
+    return {
+        "r2": float(r2.mean()),
+        "r2_std": float(r2.std()),
+        "n_samples": int(len(pitches)),
+        "folds": cv,
     }
 
 

@@ -268,6 +268,23 @@ def _primer_table(
     return ctx, messages
 
 
+def _draw(
+    logits: torch.Tensor,
+    temperature: float,
+    gens: list[torch.Generator],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """One class per row from ``logits`` at ``temperature`` (argmax at 0), one uniform
+    draw per row from that row's generator."""
+    if temperature == 0 or not gens:
+        return logits.argmax(dim=-1)
+    cdf = sampling_probs(logits, temperature).cumsum(dim=-1)
+    u = torch.cat([torch.rand(1, generator=g, device=device, dtype=dtype) for g in gens])
+    u = (u * cdf[:, -1]).unsqueeze(1)
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=logits.shape[-1] - 1)
+
+
 def _variation_generators(seed: int, n: int, device: torch.device) -> list[torch.Generator]:
     """One generator per variation; child ``i`` of ``SeedSequence(seed)`` seeds variation i."""
     gens = []
@@ -330,6 +347,7 @@ def generate(
     chord_snap: float = CHORD_SNAP,
     program: int = PIANO_PROGRAM,
     cpu_threads: int | None = None,
+    time_temperature: float = 1.0,
 ) -> GenerationResult:
     """Continue a primer with ``n_notes`` generated notes, ``n_variations`` times.
 
@@ -351,6 +369,9 @@ def generate(
         chord_snap: a generated step shorter than this many seconds becomes exactly 0
             (a chord tone, as in the data); 0 turns snapping off.
         program: General MIDI program of the MIDI output (0: Acoustic Grand Piano).
+        time_temperature: for a model with a categorical time head (notebook 06), the
+            temperature of its step and duration classes (0: the most likely class;
+            ignored by the card's regression head).
         cpu_threads: when set and the model is on the CPU, torch's intra-op thread count
             for the duration of the call (restored afterwards). 1 is usually fastest for
             this small model, whose per-step matrices are too small to split, and avoids
@@ -372,6 +393,14 @@ def generate(
         raise ValueError(
             "clamps need 0 <= min_duration <= max_duration, max_step >= 0 and chord_snap >= 0"
         )
+    if (
+        not isinstance(time_temperature, numbers.Real)
+        or isinstance(time_temperature, bool)
+        or not math.isfinite(time_temperature)
+        or time_temperature < 0
+    ):
+        raise ValueError(f"time_temperature must be a finite number >= 0, got {time_temperature!r}")
+    categorical = getattr(model, "categorical_time", False)
     window = model.config.seq_len or SEQ_LEN
     vocab = model.config.vocab_size
     ctx, messages = _primer_table(primer, window, vocab, max_step, max_duration)
@@ -393,7 +422,7 @@ def generate(
     cont0 = normalizer.transform(ctx[list(CONT_FEATURES)].to_numpy(np.float64))
     cont_win = torch.as_tensor(cont0, dtype=dtype, device=device)
     cont_win = cont_win.unsqueeze(0).repeat(n_variations, 1, 1)  # (B, W, 3)
-    gens = [] if greedy else _variation_generators(seed, n_variations, device)
+    gens = [] if greedy and not categorical else _variation_generators(seed, n_variations, device)
     out_pitch = np.empty((n_variations, n_notes), dtype=np.int64)
     out_raw = np.empty((n_variations, n_notes, 3), dtype=np.float64)
 
@@ -406,7 +435,11 @@ def generate(
     try:
         with torch.no_grad():
             for t in range(n_notes):
-                logits, cont = model(pitch_win, cont_win, check=False)
+                if categorical:
+                    h = model.features(pitch_win, cont_win)
+                    logits, cont = model.pitch_head(h), model.cont_prediction(h)
+                else:
+                    logits, cont = model(pitch_win, cont_win, check=False)
                 logits = logits.float()
                 if not (bool(torch.isfinite(logits).all()) and bool(torch.isfinite(cont).all())):
                     raise RuntimeError(
@@ -423,6 +456,19 @@ def generate(
                     u = (u * cdf[:, -1]).unsqueeze(1)  # stay inside the total mass
                     nxt = torch.searchsorted(cdf, u, right=True).squeeze(1)
                     nxt = nxt.clamp_(max=vocab - 1)
+                if categorical:  # draw the step and duration classes too
+                    cont = cont.clone()
+                    for col, (time_logits, values) in enumerate(
+                        zip(
+                            model.time_logits(h),
+                            (model.step_values, model.duration_values),
+                            strict=True,
+                        )
+                    ):
+                        cls = _draw(
+                            time_logits.float().to(sdtype), time_temperature, gens, device, sdtype
+                        )
+                        cont[:, col] = values[cls].to(cont.dtype)
                 nxt_np = nxt.cpu().numpy()
                 cont_np = cont.float().cpu().numpy().astype(np.float64)
                 with np.errstate(over="ignore", invalid="ignore"):
@@ -459,6 +505,8 @@ def generate(
         "max_duration": max_duration,
         "chord_snap": chord_snap,
         "window": window,
+        "time_head": model.config.time_head,
+        "time_temperature": time_temperature if categorical else None,
     }
     return GenerationResult(
         tables, midis, stats, window, seed, settings, seconds, str(device), messages

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import CONT_FEATURES, N_PITCHES, SEQ_LEN
@@ -50,6 +51,47 @@ class ModelConfig:
     embed_dropout: float = 0.15
     lstm_dropout: float = 0.35
     seq_len: int | None = SEQ_LEN
+    #: Standard deviation of the embedding's random start, N(0, std²). PyTorch's default
+    #: is 1; a small start lets what training writes dominate the table (notebook 04).
+    #: A recipe choice, not the architecture: the parameter count is the same.
+    embed_init_std: float = 1.0
+    # ---- variants beyond the card (notebook 06); the defaults are the card's model ----
+    #: How a pitch enters: "embedding" (the card's learned 96-D table), "onehot" (a fixed
+    #: 128-D one-hot vector) or "scalar" (pitch / 127, the TensorFlow tutorial's input).
+    pitch_input: str = "embedding"
+    #: Whether the normalized step, duration and velocity are inputs (False: pitch only).
+    cont_inputs: bool = True
+    #: The recurrent cell: "lstm" (the card's) or "gru".
+    cell: str = "lstm"
+    #: LayerNorm on the last hidden state (the card's) or nothing.
+    layer_norm: bool = True
+    #: The time head: "regression" (the card's: step, duration and velocity regressed
+    #: with MSE) or "categorical" (a distribution over ``time_classes`` classes each for
+    #: step and duration; velocity is still regressed).
+    time_head: str = "regression"
+    time_classes: int = 32
+
+    @property
+    def is_card(self) -> bool:
+        """True for the card's architecture (whatever the sizes and the init scale)."""
+        return (self.pitch_input, self.cont_inputs, self.cell, self.layer_norm, self.time_head) == (
+            "embedding",
+            True,
+            "lstm",
+            True,
+            "regression",
+        )
+
+    @property
+    def pitch_input_size(self) -> int:
+        return {"embedding": self.embed_dim, "onehot": self.vocab_size, "scalar": 1}[
+            self.pitch_input
+        ]
+
+    @property
+    def input_size(self) -> int:
+        """Width of the recurrent layer's input: the pitch part plus the continuous one."""
+        return self.pitch_input_size + (self.n_cont if self.cont_inputs else 0)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embed_dim", "n_cont", "hidden_size", "num_layers"):
@@ -60,6 +102,32 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value < 1:
                 raise ValueError(f"ModelConfig.{name} must lie in [0, 1), got {value!r}")
+        if isinstance(self.embed_init_std, bool) or not (
+            isinstance(self.embed_init_std, int | float) and 0 < self.embed_init_std < 1e6
+        ):
+            raise ValueError(
+                f"ModelConfig.embed_init_std must be a positive number, got {self.embed_init_std!r}"
+            )
+        for name, allowed in (
+            ("pitch_input", ("embedding", "onehot", "scalar")),
+            ("cell", ("lstm", "gru")),
+            ("time_head", ("regression", "categorical")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
+        for name in ("cont_inputs", "layer_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ModelConfig.{name} must be True or False")
+        if (
+            isinstance(self.time_classes, bool)
+            or not isinstance(self.time_classes, int)
+            or not (2 <= self.time_classes <= 255)
+        ):
+            raise ValueError(
+                f"ModelConfig.time_classes must be an integer in 2..255, got {self.time_classes!r}"
+            )
         if self.seq_len is not None and (
             isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or self.seq_len < 1
         ):
@@ -96,18 +164,41 @@ class MelodyLSTM(nn.Module):
         except TypeError as exc:  # an unknown keyword
             raise TypeError(f"MelodyLSTM: {exc}; sizes are the fields of ModelConfig") from None
         c = self.config = config
-        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
+        # the card's layers keep the card's names (checkpoints and notebooks use them);
+        # in the GRU variant ``lstm`` holds an nn.GRU
+        self.embedding = (
+            nn.Embedding(c.vocab_size, c.embed_dim) if c.pitch_input == "embedding" else None
+        )
         self.embed_dropout = nn.Dropout(c.embed_dropout)
-        self.lstm = nn.LSTM(
-            input_size=c.embed_dim + c.n_cont,
+        cell = nn.LSTM if c.cell == "lstm" else nn.GRU
+        self.lstm = cell(
+            input_size=c.input_size,
             hidden_size=c.hidden_size,
             num_layers=c.num_layers,
             dropout=c.lstm_dropout if c.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.norm = nn.LayerNorm(c.hidden_size)
+        self.norm = nn.LayerNorm(c.hidden_size) if c.layer_norm else nn.Identity()
         self.pitch_head = nn.Linear(c.hidden_size, c.vocab_size)
         self.cont_head = nn.Linear(c.hidden_size, c.n_cont)
+        if c.time_head == "categorical":
+            k = c.time_classes
+            self.step_head = nn.Linear(c.hidden_size, k)
+            self.duration_head = nn.Linear(c.hidden_size, k)
+            # class edges and values in normalized units: set by set_time_classes (fitted
+            # on the training split) and saved with the weights
+            for name, n in (
+                ("step_edges", k - 1),
+                ("step_values", k),
+                ("duration_edges", k - 1),
+                ("duration_values", k),
+            ):
+                self.register_buffer(name, torch.full((n,), float("nan")))
+        if self.embedding is not None and c.embed_init_std != 1.0:
+            # scale PyTorch's N(0, 1) draw: the same random numbers, no extra draw, so a
+            # seed gives the same start whatever the scale (up to the factor)
+            with torch.no_grad():
+                self.embedding.weight.mul_(c.embed_init_std)
 
     def check_inputs(self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor) -> None:
         """Raise a clear TypeError/ValueError for a wrong dtype, shape or pitch range."""
@@ -147,21 +238,181 @@ class MelodyLSTM(nn.Module):
         if not bool(torch.isfinite(cont_seq).all()):
             raise ValueError("cont_seq holds NaN or infinite values")
 
-    def forward(
-        self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor, check: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(pitch_logits (B, vocab), cont_pred (B, n_cont))``.
+    def features(
+        self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor, from_step: int | None = None
+    ) -> torch.Tensor:
+        """The normalized hidden state the heads read: after the last step ``(B, H)``, or
+        at every step ``from_step .. T-1`` ``(B, T - from_step, H)``. No input checks."""
+        c = self.config
+        if c.pitch_input == "embedding":
+            pitch = self.embedding(pitch_seq)  # (B, T, 96)
+        elif c.pitch_input == "onehot":
+            pitch = F.one_hot(pitch_seq, c.vocab_size).to(cont_seq.dtype)  # (B, T, 128)
+        else:
+            pitch = (pitch_seq.to(cont_seq.dtype) / (c.vocab_size - 1)).unsqueeze(-1)  # (B, T, 1)
+        pitch = self.embed_dropout(pitch)
+        x = torch.cat([pitch, cont_seq.to(pitch.dtype)], dim=-1) if c.cont_inputs else pitch
+        out, _ = self.lstm(x)  # (B, T, 320)
+        if from_step is None:
+            return self.norm(out[:, -1, :])  # (B, 320)
+        if not 0 <= from_step < out.shape[1]:
+            raise ValueError(f"from_step must lie in 0..{out.shape[1] - 1}, got {from_step}")
+        return self.norm(out[:, from_step:, :])  # (B, T - from_step, 320)
 
+    def forward(
+        self,
+        pitch_seq: torch.Tensor,
+        cont_seq: torch.Tensor,
+        check: bool = True,
+        from_step: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(pitch_logits (B, vocab), cont_pred (B, n_cont))``: the card's
+        prediction of the next note, from the LSTM's output after the last step.
+
+        ``from_step=k`` returns the same LayerNorm and heads applied at every time step
+        ``k .. T-1`` instead, shapes ``(B, T-k, vocab)`` and ``(B, T-k, n_cont)``: the
+        output at step ``t`` has read notes ``0..t`` and predicts note ``t+1`` (the
+        ``"all"`` training objective; ``from_step = T-1`` is the last step alone).
         ``check=False`` skips input validation (the training loop's hot path, where the
         windows were validated once when made).
+
+        With a categorical time head, ``cont_pred``'s step and duration are the means of
+        the predicted class distributions (in normalized units, so that the MSE compares
+        with the card's regression); :meth:`time_logits` gives the distributions.
         """
         if check:
             self.check_inputs(pitch_seq, cont_seq)
-        emb = self.embed_dropout(self.embedding(pitch_seq))  # (B, T, 96)
-        x = torch.cat([emb, cont_seq.to(emb.dtype)], dim=-1)  # (B, T, 99)
-        out, _ = self.lstm(x)  # (B, T, 320)
-        last = self.norm(out[:, -1, :])  # (B, 320)
-        return self.pitch_head(last), self.cont_head(last)
+        h = self.features(pitch_seq, cont_seq, from_step)
+        return self.pitch_head(h), self.cont_prediction(h)
+
+    # ------------------------------------------------------------------ time head
+
+    @property
+    def categorical_time(self) -> bool:
+        return self.config.time_head == "categorical"
+
+    def cont_prediction(self, h: torch.Tensor) -> torch.Tensor:
+        """The normalized ``[step, duration, velocity]`` the heads predict from ``h``."""
+        cont = self.cont_head(h)
+        if not self.categorical_time:
+            return cont
+        self._check_time_classes()
+        step_logits, dur_logits = self.time_logits(h)
+        step = (step_logits.float().softmax(-1) * self.step_values).sum(-1)
+        dur = (dur_logits.float().softmax(-1) * self.duration_values).sum(-1)
+        return torch.stack([step.to(cont.dtype), dur.to(cont.dtype), cont[..., 2]], dim=-1)
+
+    def time_logits(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(step_logits, duration_logits)`` over the time classes (categorical head)."""
+        if not self.categorical_time:
+            raise RuntimeError("this model regresses time; it has no time classes")
+        return self.step_head(h), self.duration_head(h)
+
+    def set_time_classes(self, classes: dict[str, torch.Tensor]) -> None:
+        """Install the class edges and values (normalized units) of the categorical time
+        head, from :func:`melody_utils.data.fit_time_classes`."""
+        if not self.categorical_time:
+            raise RuntimeError("set_time_classes needs ModelConfig(time_head='categorical')")
+        for name in ("step_edges", "step_values", "duration_edges", "duration_values"):
+            value = torch.as_tensor(classes[name], dtype=torch.float32)
+            buffer = getattr(self, name)
+            if value.shape != buffer.shape or not torch.isfinite(value).all():
+                raise ValueError(f"{name} must be {tuple(buffer.shape)} finite values")
+            buffer.copy_(value.to(buffer.device))
+
+    def time_classes_of(self, cont: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step and duration class of normalized ``cont (..., 3)`` (training targets)."""
+        self._check_time_classes()
+        return (
+            torch.bucketize(cont[..., 0].contiguous(), self.step_edges, right=True),
+            torch.bucketize(cont[..., 1].contiguous(), self.duration_edges, right=True),
+        )
+
+    def _check_time_classes(self) -> None:
+        if not bool(torch.isfinite(self.step_edges).all()):
+            raise RuntimeError(
+                "the categorical time head has no classes yet: call "
+                "set_time_classes(fit_time_classes(train_pieces, normalizer))"
+            )
+
+    def head_loss(
+        self, h: torch.Tensor, target_pitch: torch.Tensor, target_cont: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pitch cross-entropy, time loss)`` of the heads on ``h`` against the targets,
+        averaged over every position. The time loss is the MSE of the three regressed
+        values (the card's) or, with a categorical time head, the mean of the step and
+        duration cross-entropies plus the velocity's MSE."""
+        logits = self.pitch_head(h)
+        ce = F.cross_entropy(logits.float().flatten(0, -2), target_pitch.flatten())
+        if not self.categorical_time:
+            return ce, F.mse_loss(self.cont_head(h).float(), target_cont)
+        step_cls, dur_cls = self.time_classes_of(target_cont)
+        step_logits, dur_logits = self.time_logits(h)
+        time_ce = 0.5 * (
+            F.cross_entropy(step_logits.float().flatten(0, -2), step_cls.flatten())
+            + F.cross_entropy(dur_logits.float().flatten(0, -2), dur_cls.flatten())
+        )
+        vel = F.mse_loss(self.cont_head(h)[..., 2].float(), target_cont[..., 2])
+        return ce, time_ce + vel
+
+
+@torch.no_grad()
+def lstm_gates(
+    model: MelodyLSTM, pitch_seq: torch.Tensor, cont_seq: torch.Tensor, layer: int = 0
+) -> dict[str, torch.Tensor]:
+    """The gates and states of one LSTM layer over a window, computed step by step from
+    ``nn.LSTM``'s own weights (introduced in notebook 02), in eval mode (no dropout).
+
+    For one window (``pitch_seq (T,)`` or ``(1, T)``) returns tensors of shape ``(T, H)``:
+    ``input``, ``forget``, ``cell`` (the candidate g), ``output`` gates, the cell state
+    ``c`` and the hidden state ``h``. The last ``h`` equals ``nn.LSTM``'s output (the
+    notebook checks it); PyTorch orders the gate rows i, f, g, o.
+    """
+    if model.config.cell != "lstm":
+        raise ValueError("lstm_gates needs an LSTM model")
+    if not 0 <= layer < model.config.num_layers:
+        raise ValueError(f"layer must lie in 0..{model.config.num_layers - 1}, got {layer}")
+    pitch_seq = pitch_seq.reshape(1, -1)
+    cont_seq = cont_seq.reshape(1, pitch_seq.shape[1], -1)
+    was_training = model.training
+    model.eval()
+    try:
+        c = model.config
+        if c.pitch_input == "embedding":
+            pitch = model.embedding(pitch_seq)
+        elif c.pitch_input == "onehot":
+            pitch = F.one_hot(pitch_seq, c.vocab_size).to(cont_seq.dtype)
+        else:
+            pitch = (pitch_seq.to(cont_seq.dtype) / (c.vocab_size - 1)).unsqueeze(-1)
+        x = torch.cat([pitch, cont_seq.to(pitch.dtype)], dim=-1) if c.cont_inputs else pitch
+        if layer > 0:  # the outputs of the layers below are this layer's input
+            below = nn.LSTM(c.input_size, c.hidden_size, num_layers=layer, batch_first=True)
+            below.load_state_dict(
+                {k: v for k, v in model.lstm.state_dict().items() if int(k[-1]) < layer}
+            )
+            x, _ = below(x)
+        W_ih = getattr(model.lstm, f"weight_ih_l{layer}")
+        W_hh = getattr(model.lstm, f"weight_hh_l{layer}")
+        b = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
+        H = c.hidden_size
+        h = torch.zeros(H)
+        cell = torch.zeros(H)
+        out = {k: [] for k in ("input", "forget", "cell", "output", "c", "h")}
+        for t in range(x.shape[1]):
+            z = W_ih @ x[0, t] + W_hh @ h + b
+            i, f, g, o = (
+                z[:H].sigmoid(),
+                z[H : 2 * H].sigmoid(),
+                z[2 * H : 3 * H].tanh(),
+                z[3 * H :].sigmoid(),
+            )
+            cell = f * cell + i * g
+            h = o * cell.tanh()
+            for k, v in zip(out, (i, f, g, o, cell, h), strict=True):
+                out[k].append(v)
+        return {k: torch.stack(v) for k, v in out.items()}
+    finally:
+        model.train(was_training)
 
 
 def lstm_layer_params(input_size: int, hidden_size: int) -> int:
@@ -174,16 +425,27 @@ def lstm_layer_params(input_size: int, hidden_size: int) -> int:
     return 4 * hidden_size * (input_size + hidden_size) + 8 * hidden_size
 
 
+def gru_layer_params(input_size: int, hidden_size: int) -> int:
+    """Parameters of one PyTorch GRU layer: ``3H(I + H) + 6H`` (three gates, not four)."""
+    return 3 * hidden_size * (input_size + hidden_size) + 6 * hidden_size
+
+
 def parameter_table(model: MelodyLSTM) -> pd.DataFrame:
     """Per-layer parameters: the formula, its value, PyTorch's count and the card's claim.
 
     Columns: ``layer, shapes, formula, by_formula, pytorch, card``. The last row is
     the total. ``by_formula == pytorch`` on every row is the check notebook 02 makes.
+    Variants (notebook 06) get their own rows: no embedding row for a one-hot or scalar
+    pitch input, GRU layers, no LayerNorm row, time-class heads. The ``card`` column is
+    only filled for the card's architecture.
     """
     c = model.config
     rows = []
 
-    def add(layer: str, params: list[tuple[str, torch.Tensor]], formula: str, value: int):
+    def add(layer: str, module: nn.Module | None, formula: str, value: int, names=None):
+        params = [] if module is None else list(module.named_parameters())
+        if names is not None:
+            params = [(n, t) for n, t in params if names(n)]
         rows.append(
             {
                 "layer": layer,
@@ -191,19 +453,31 @@ def parameter_table(model: MelodyLSTM) -> pd.DataFrame:
                 "formula": formula,
                 "by_formula": value,
                 "pytorch": sum(t.numel() for _, t in params),
-                "card": CARD_COUNTS.get(layer),
+                "card": CARD_COUNTS.get(layer) if c.is_card else None,
             }
         )
 
     V, E, H, K = c.vocab_size, c.embed_dim, c.hidden_size, c.n_cont
-    add("embedding", list(model.embedding.named_parameters()), f"{V}·{E}", V * E)
+    if model.embedding is not None:
+        add("embedding", model.embedding, f"{V}·{E}", V * E)
+    gates, count = (4, lstm_layer_params) if c.cell == "lstm" else (3, gru_layer_params)
     for k in range(c.num_layers):
-        inp = E + K if k == 0 else H
-        params = [(n, p) for n, p in model.lstm.named_parameters() if n.endswith(f"_l{k}")]
-        add(f"lstm layer {k + 1}", params, f"4·{H}·({inp}+{H}) + 8·{H}", lstm_layer_params(inp, H))
-    add("layernorm", list(model.norm.named_parameters()), f"2·{H} (γ, β ∈ R^{H})", 2 * H)
-    add("pitch head", list(model.pitch_head.named_parameters()), f"{H}·{V} + {V}", H * V + V)
-    add("cont head", list(model.cont_head.named_parameters()), f"{H}·{K} + {K}", H * K + K)
+        inp = c.input_size if k == 0 else H
+        add(
+            f"{c.cell} layer {k + 1}",
+            model.lstm,
+            f"{gates}·{H}·({inp}+{H}) + {2 * gates}·{H}",
+            count(inp, H),
+            names=lambda n, k=k: n.endswith(f"_l{k}"),
+        )
+    if c.layer_norm:
+        add("layernorm", model.norm, f"2·{H} (γ, β ∈ R^{H})", 2 * H)
+    add("pitch head", model.pitch_head, f"{H}·{V} + {V}", H * V + V)
+    add("cont head", model.cont_head, f"{H}·{K} + {K}", H * K + K)
+    if model.categorical_time:
+        T = c.time_classes
+        add("step head", model.step_head, f"{H}·{T} + {T}", H * T + T)
+        add("duration head", model.duration_head, f"{H}·{T} + {T}", H * T + T)
     table = pd.DataFrame(rows)
     total = {
         "layer": "total",

@@ -30,6 +30,9 @@ import pandas as pd
 from .config import N_PITCHES
 
 NOTE_COLUMNS = ("pitch", "start", "end", "step", "duration", "velocity")
+#: Optional column: which part (voice, instrument track) a note came from, 0-based. The
+#: model never reads it; piano rolls colour by it.
+PART = "part"
 MIDI_SUFFIXES = (".mid", ".midi")
 #: Velocity given to score notes, which carry none (music21's default dynamic, mf).
 SCORE_VELOCITY = 64
@@ -82,14 +85,19 @@ class ParsedNotes:
 
 
 def _note_table(
-    pitch: Sequence[int], start: Sequence[float], end: Sequence[float], velocity: Sequence[int]
+    pitch: Sequence[int],
+    start: Sequence[float],
+    end: Sequence[float],
+    velocity: Sequence[int],
+    part: Sequence[int] | None = None,
 ) -> tuple[pd.DataFrame, int]:
     pitch = np.asarray(pitch, dtype=np.int64)
     start = np.asarray(start, dtype=np.float64)
     end = np.asarray(end, dtype=np.float64)
     velocity = np.asarray(velocity, dtype=np.int64)
-    if not (len(pitch) == len(start) == len(end) == len(velocity)):
-        raise ValueError("pitch, start, end and velocity must have the same length")
+    parts = np.zeros(len(pitch), np.int64) if part is None else np.asarray(part, np.int64)
+    if not (len(pitch) == len(start) == len(end) == len(velocity) == len(parts)):
+        raise ValueError("pitch, start, end, velocity (and part) must have the same length")
     check_pitch_range(pitch, "pitch", BadInputError)
     if len(velocity) and (velocity.min() < 0 or velocity.max() > 127):
         raise BadInputError(
@@ -99,25 +107,29 @@ def _note_table(
         raise BadInputError("note times must be finite")
     keep = end > start
     n_zero = int((~keep).sum())
-    pitch, start, end, velocity = pitch[keep], start[keep], end[keep], velocity[keep]
-    order = np.lexsort((pitch, start))  # by start, then pitch
-    pitch, start, end, velocity = pitch[order], start[order], end[order], velocity[order]
+    pitch, start, end, velocity, parts = (a[keep] for a in (pitch, start, end, velocity, parts))
+    order = np.lexsort((parts, pitch, start))  # by start, then pitch (then part)
+    pitch, start, end, velocity, parts = (a[order] for a in (pitch, start, end, velocity, parts))
     step = np.diff(start, prepend=start[:1]) if len(start) else start
-    table = pd.DataFrame(
-        {
-            "pitch": pitch,
-            "start": start,
-            "end": end,
-            "step": step,
-            "duration": end - start,
-            "velocity": np.maximum(velocity, 1),
-        }
-    )
-    return table, n_zero
+    columns = {
+        "pitch": pitch,
+        "start": start,
+        "end": end,
+        "step": step,
+        "duration": end - start,
+        "velocity": np.maximum(velocity, 1),
+    }
+    if part is not None:
+        columns[PART] = parts
+    return pd.DataFrame(columns), n_zero
 
 
 def note_table(
-    pitch: Sequence[int], start: Sequence[float], end: Sequence[float], velocity: Sequence[int]
+    pitch: Sequence[int],
+    start: Sequence[float],
+    end: Sequence[float],
+    velocity: Sequence[int],
+    part: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Build a sorted note table from parallel arrays (times in seconds).
 
@@ -126,7 +138,7 @@ def note_table(
     0 becomes 1 (the quietest audible note). Raises :class:`BadInputError` for a pitch
     outside 0..127, a velocity outside 0..127 or a non-finite time.
     """
-    return _note_table(pitch, start, end, velocity)[0]
+    return _note_table(pitch, start, end, velocity, part)[0]
 
 
 def _add(dropped: dict[str, int], reason: str, n: int) -> None:
@@ -149,7 +161,8 @@ def parse_midi(
 ) -> ParsedNotes:
     """Read a MIDI file (path, bytes or ``pretty_midi.PrettyMIDI``) into a note table.
 
-    Drum tracks are excluded; the notes of every other track are merged. ``dropped``
+    Drum tracks are excluded; the notes of every other track are merged (the ``part``
+    column keeps the track, 0-based among the pitched ones). ``dropped``
     counts drum notes, notes the MIDI parser could not pair (a note-on whose note-off
     comes at the same tick, or never) and zero-length notes.
 
@@ -199,11 +212,14 @@ def parse_midi(
         if n_drum:
             raise BadInputError(f"drum-only file ({n_drum} drum notes, no pitched notes)")
         raise BadInputError("no notes in file")
+    pitched = [inst for inst in pm.instruments if not inst.is_drum]
+    part = [k for k, inst in enumerate(pitched) for _ in inst.notes]
     table, n_zero = _note_table(
         [n.pitch for n in notes],
         [n.start for n in notes],
         [n.end for n in notes],
         [n.velocity for n in notes],
+        part,
     )
     _add(dropped, ZERO_LENGTH, n_zero)
     if table.empty:
@@ -228,13 +244,17 @@ def parse_score(score: object) -> ParsedNotes:
     """Read a music21 score: ties merged, chords expanded, tempo marks respected.
 
     Times come from music21's ``secondsMap``. Scores carry no performed velocity, so a
-    note's own velocity is used when set and :data:`SCORE_VELOCITY` otherwise.
+    note's own velocity is used when set and :data:`SCORE_VELOCITY` otherwise. The
+    ``part`` column says which part (voice) each note is in, 0 = the top staff.
     Zero-length notes (grace notes) are left out and counted in ``dropped``.
     """
     from music21 import chord, note
 
-    flat = score.stripTies().flatten()
-    pitch, start, end, vel = [], [], [], []
+    stripped = score.stripTies()
+    parts = list(getattr(stripped, "parts", []))
+    part_of = {id(n): k for k, p in enumerate(parts) for n in p.recurse().notes}
+    flat = stripped.flatten()
+    pitch, start, end, vel, part = [], [], [], [], []
     for item in flat.secondsMap:
         el = item["element"]
         if isinstance(el, note.Note):
@@ -249,9 +269,10 @@ def parse_score(score: object) -> ParsedNotes:
             start.append(item["offsetSeconds"])
             end.append(item["endTimeSeconds"])
             vel.append(v)
+            part.append(part_of.get(id(el), 0))
     if not pitch:
         raise BadInputError("no pitched notes in score")
-    table, n_zero = _note_table(pitch, start, end, vel)
+    table, n_zero = _note_table(pitch, start, end, vel, part)
     dropped: dict[str, int] = {}
     _add(dropped, ZERO_LENGTH + " (grace notes)", n_zero)
     if table.empty:

@@ -7,6 +7,7 @@ writes everything under ``outputs/``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import time
@@ -123,8 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PROFILES),
         help="training profile (default: %(default)s)",
     )
-    run.add_argument(
-        "--epochs", type=_positive_int, default=None, help="override the profile's epochs"
+    budget = run.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--steps", type=_positive_int, default=None, help="override the profile's optimizer steps"
+    )
+    budget.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="train for N passes over the training windows (sets --steps from the data)",
     )
     run.add_argument("--limit", type=_positive_int, default=None, help="use only the first N files")
     run.add_argument("--split-seed", type=_seed, default=0)
@@ -186,7 +194,7 @@ def _check_args(args: argparse.Namespace) -> torch.device:
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m melody_utils``: returns the exit status.
 
-    ``run`` is the default command (``python -m melody_utils --epochs 1`` works). A
+    ``run`` is the default command (``python -m melody_utils --steps 100`` works). A
     mistake on the command line, or in the data it names, is one line on stderr and
     exit status 2; ``MELODY_DEBUG=1`` shows the traceback instead.
     """
@@ -237,8 +245,8 @@ def run_main(args: argparse.Namespace, device: torch.device | None = None) -> No
     t_start = time.perf_counter()
     device = device or get_device(args.device)
     config = PROFILES[args.profile]
-    if args.epochs is not None:
-        config = replace(config, epochs=args.epochs)
+    if args.steps is not None:
+        config = replace(config, steps=args.steps)
     print(
         f"== melody-lstm main job: source={args.source!r}, profile={args.profile!r}, "
         f"device={device.type}"
@@ -253,6 +261,12 @@ def run_main(args: argparse.Namespace, device: torch.device | None = None) -> No
     print(prep.summary().to_string())
     print(prep.normalizer)
 
+    if args.epochs is not None:
+        n_windows = len(prep.windows["train"])
+        config = replace(
+            config, steps=max(1, math.ceil(args.epochs * n_windows / config.batch_size))
+        )
+        print(f"--epochs {args.epochs}: {config.steps} steps of {config.batch_size} windows")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
@@ -270,7 +284,8 @@ def run_main(args: argparse.Namespace, device: torch.device | None = None) -> No
         metadata=meta,
     )
     print(
-        f"best epoch {result.best_epoch}, validation loss {result.best_val_loss:.4f}"
+        f"best step {result.best_step} of {config.steps}, validation loss "
+        f"{result.best_val_loss:.4f}, {result.train_seconds:.0f} s of training"
         + (" (stopped early)" if result.stopped_early else "")
     )
 
@@ -278,13 +293,13 @@ def run_main(args: argparse.Namespace, device: torch.device | None = None) -> No
     print("\nTest split (pitch NLL in nats; MSE in normalized units):")
     print(table.round(4).to_string())
     history = result.history
-    total_seconds = float(history["seconds"].sum()) if len(history) else 0.0
     meta.update(
         {
             "train_config": config.to_dict(),
-            "best_epoch": result.best_epoch,
+            "best_step": result.best_step,
             "device": result.device,
-            "train_seconds": total_seconds,
+            "train_seconds": result.train_seconds,
+            "machine": _machine(),
             "history": history.to_dict(orient="records"),
             "test_metrics": metrics,
             "baselines": _json_table(table.drop(index="MelodyLSTM")),
@@ -310,6 +325,24 @@ def run_main(args: argparse.Namespace, device: torch.device | None = None) -> No
     if not args.no_music:
         write_music(model, prep, out / "music")
     print(f"\ndone in {time.perf_counter() - t_start:.0f}s")
+
+
+def _machine() -> dict:
+    """Where a run happened: CPU cores and threads, GPU name (no host name, no path)."""
+    import platform
+
+    info = {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "processor": platform.machine(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    try:
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    return info
 
 
 def _json_table(table: pd.DataFrame) -> dict:

@@ -19,6 +19,10 @@ def note_name(pitch: int) -> str:
     return f"{NOTE_NAMES[int(pitch) % 12]}{int(pitch) // 12 - 1}"
 
 
+#: Names of the four parts of a chorale, top staff first (the ``part`` column's order).
+CHORALE_VOICES = ("soprano", "alto", "tenor", "bass")
+
+
 def plot_piano_roll(
     notes: pd.DataFrame,
     ax: plt.Axes | None = None,
@@ -26,26 +30,52 @@ def plot_piano_roll(
     title: str | None = None,
     colors: tuple[str, str] = ("tab:blue", "tab:orange"),
     labels: tuple[str, str] = ("primer", "continuation"),
+    color_by: str | None = None,
+    part_names: tuple[str, ...] | None = None,
 ) -> plt.Axes:
     """Draw a note table as a piano roll (time in seconds across, pitch up).
 
-    ``split_at`` colours notes from that row on in the second colour (e.g. a
-    generated continuation after its primer). Velocity sets the opacity.
+    ``split_at`` colours notes from that row on in the second colour (e.g. a generated
+    continuation after its primer). ``color_by="part"`` colours each note by the part
+    (voice) it came from instead (the table's ``part`` column; ``part_names`` label the
+    legend, by default soprano/alto/tenor/bass for four parts): it shows how the model's
+    single stream of notes interleaves the voices. Velocity sets the opacity.
     """
     if not {"pitch", "start", "end"} <= set(notes.columns):
         raise ValueError("notes need the columns pitch, start and end")
+    if color_by not in (None, "part"):
+        raise ValueError(f"color_by must be None or 'part', got {color_by!r}")
+    if color_by == "part" and "part" not in notes.columns:
+        raise ValueError("color_by='part' needs a 'part' column (scores and MIDI tracks have it)")
     if ax is None:
         _, ax = plt.subplots(figsize=(12, 4))
     from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Patch
 
     vel = notes["velocity"] if "velocity" in notes else pd.Series(100, index=notes.index)
+    if color_by == "part":
+        parts = notes["part"].to_numpy(np.int64)
+        present = sorted(set(parts.tolist()))
+        names = part_names or (CHORALE_VOICES if len(present) == 4 else None)
+        palette = plt.get_cmap("tab10")
+        legend = [
+            Patch(
+                color=palette(k % 10), label=names[k] if names and k < len(names) else f"part {k}"
+            )
+            for k in present
+        ]
+        base = [palette(int(k) % 10) for k in parts]
+    else:
+        base = [colors[split_at is not None and i >= split_at] for i in range(len(notes))]
+        legend = (
+            [Patch(color=c, label=lab) for c, lab in zip(colors, labels, strict=True)]
+            if split_at is not None
+            else []
+        )
     rects, face = [], []
-    for i, (p, s, e, v) in enumerate(
-        zip(notes["pitch"], notes["start"], notes["end"], vel, strict=True)
-    ):
-        second = split_at is not None and i >= split_at
+    for c, p, s, e, v in zip(base, notes["pitch"], notes["start"], notes["end"], vel, strict=True):
         rects.append(Rectangle((s, p - 0.4), e - s, 0.8))
-        face.append(matplotlib.colors.to_rgba(colors[second], 0.35 + 0.65 * float(v) / 127))
+        face.append(matplotlib.colors.to_rgba(c, 0.35 + 0.65 * float(v) / 127))
     # one collection instead of one artist per note: fast for long generations
     ax.add_collection(PatchCollection(rects, facecolors=face, linewidths=0))
     if len(notes):
@@ -54,15 +84,10 @@ def plot_piano_roll(
         ax.set_ylim(lo - 1.5, hi + 1.5)
         ticks = [p for p in range(lo, hi + 1) if p % 12 in (0, 7)] or [lo]
         ax.set_yticks(ticks, [note_name(p) for p in ticks])
-    if split_at is not None:
-        from matplotlib.patches import Patch
-
-        ax.legend(
-            handles=[Patch(color=c, label=lab) for c, lab in zip(colors, labels, strict=True)],
-            loc="upper right",
-        )
-        if 0 < split_at < len(notes):
-            ax.axvline(float(notes["start"].iloc[split_at]), color="grey", ls="--", lw=1)
+    if legend:
+        ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    if split_at is not None and 0 < split_at < len(notes):
+        ax.axvline(float(notes["start"].iloc[split_at]), color="grey", ls="--", lw=1)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("pitch")
     if title:

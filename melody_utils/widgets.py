@@ -393,7 +393,7 @@ class GenerationUI:
         height = 2.4 * n + 0.7
         fig = Figure(figsize=(11, height))
         fig.subplots_adjust(
-            left=0.07, right=0.98, top=1 - 0.35 / height, bottom=0.45 / height, hspace=0.35
+            left=0.07, right=0.86, top=1 - 0.35 / height, bottom=0.45 / height, hspace=0.35
         )
         axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
         for i, (ax, notes) in enumerate(zip(axes, result.notes, strict=True)):

@@ -1,13 +1,15 @@
-"""Audio: the built-in synthesizer sounds like the notes asked for, WAV files round-trip.
+"""Audio: the built-in synthesizer sounds like the notes asked for, every clip comes out
+equally loud without clipping, WAV files round-trip.
 
-The built-in path is the one CI uses; the FluidSynth path is tested only where it is
-installed.
+The built-in path is the one CI uses; the FluidSynth path's normalization is tested with
+a stand-in waveform everywhere, and the real FluidSynth only where it is installed.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import warnings
 import wave
 
 import numpy as np
@@ -16,7 +18,9 @@ import pytest
 
 from melody_utils import audio
 from melody_utils.audio import (
+    MAX_LIMITING,
     PEAK,
+    TARGET_RMS,
     audio_backend,
     find_soundfont,
     play,
@@ -46,6 +50,23 @@ def level(freqs: np.ndarray, mag: np.ndarray, f: float, width: float = 3.0) -> f
     return float(mag[np.abs(freqs - f) <= width].max())
 
 
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x, dtype=np.float64) ** 2)))
+
+
+MELODY = (60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72)
+
+
+def melody(velocity: int = 80) -> list[tuple[int, float, float, int]]:
+    """Twelve half-second notes, one at a time."""
+    return [(p, 0.5 * i, 0.5 * i + 0.45, velocity) for i, p in enumerate(MELODY)]
+
+
+def big_chord(start: float) -> list[tuple[int, float, float, int]]:
+    """Ten notes over four octaves, fortissimo, held two seconds."""
+    return [(p, start, start + 2.0, 127) for p in (36, 43, 48, 52, 55, 60, 64, 67, 72, 76)]
+
+
 @pytest.fixture
 def builtin(monkeypatch):
     monkeypatch.setenv("MELODY_AUDIO_BACKEND", "builtin")
@@ -59,8 +80,8 @@ def test_single_note_has_its_fundamental_and_harmonics(builtin):
     w = render(midi((69, 0.0, 1.0, 100)), SR)  # A4 = 440 Hz
     assert w.dtype == np.float32 and w.ndim == 1
     assert np.isfinite(w).all()
-    assert np.abs(w).max() == pytest.approx(PEAK, abs=1e-6) and np.abs(w).max() <= 1.0
-    assert np.sqrt(np.mean(w**2)) > 0.01  # not silent
+    assert rms(w) == pytest.approx(TARGET_RMS, rel=0.01)  # loudness-normalized
+    assert np.abs(w).max() <= PEAK <= 1.0
     assert len(w) == pytest.approx(SR * (1.0 + audio._RELEASE), abs=2)
     freqs, mag = spectrum(w[:SR])
     assert abs(freqs[mag.argmax()] - 440.0) < 2.0  # loudest component is the note
@@ -101,6 +122,64 @@ def test_many_overlapping_notes_do_not_clip(builtin):
     notes = [(p, 0.01 * i, 2.0, 127) for i, p in enumerate(range(40, 90))]
     w = render(midi(*notes), SR)
     assert np.abs(w).max() <= 1.0 and np.isfinite(w).all()
+
+
+def test_every_clip_comes_out_equally_loud(builtin, monkeypatch):
+    """A soft tune that ends on a loud chord used to be scaled by the chord's peak."""
+    plain = render(midi(*melody(80)), SR)
+    loud_end = render(midi(*melody(40), *big_chord(6.0)), SR)
+    for w in (plain, loud_end):
+        assert rms(w) == pytest.approx(TARGET_RMS, rel=0.1)
+        assert np.abs(w).max() <= PEAK and np.isfinite(w).all()
+    assert rms(loud_end) == pytest.approx(rms(plain), rel=0.1)
+    assert np.abs(plain).max() < 0.8 * PEAK  # a plain tune needs no limiting ...
+    assert np.abs(loud_end).max() == pytest.approx(PEAK, abs=1e-3)  # ... the chord does
+    # the tune before the chord is louder than scaling the peak to 0.9 had left it
+    monkeypatch.setattr(audio, "_normalize", lambda w, sr: w.astype(np.float32))
+    mix = render(midi(*melody(40), *big_chord(6.0)), SR)
+    peak_scaled = mix * (0.9 / np.abs(mix).max())
+    assert rms(loud_end[: 6 * SR]) > 2 * rms(peak_scaled[: 6 * SR])
+
+
+def test_limiter_lowers_the_gain_smoothly_and_only_near_peaks():
+    sr = 8000
+    t = np.arange(2 * sr) / sr
+    x = 0.5 * np.sin(2 * np.pi * 220 * t)
+    x[sr : sr + sr // 10] *= 4.0  # a 0.1 s burst at twice full scale
+    hold = int(audio._LIMITER_HOLD * sr)
+    y = audio._limit(x, PEAK, hold)
+    assert np.abs(y).max() <= PEAK
+    gain = np.divide(y, x, out=np.ones_like(x), where=np.abs(x) > 1e-3)
+    assert np.abs(np.diff(gain[np.abs(x) > 1e-3])).max() < 0.02  # a ramp, not a kink
+    far = np.r_[: sr - 3 * hold, sr + sr // 10 + 3 * hold : 2 * sr]
+    np.testing.assert_array_equal(y[far], x[far])  # untouched away from the burst
+    assert np.abs(y[sr : sr + sr // 10]).max() > 0.95 * PEAK  # the burst stays loud
+    np.testing.assert_array_equal(audio._limit(x / 4, PEAK, hold), x / 4)
+
+
+def test_spiky_music_is_limited_at_most_max_limiting(builtin, monkeypatch):
+    """A whisper-soft tune and one short fortissimo chord: reaching TARGET_RMS would mean
+    lowering the chord 30-fold; the limiter lowers it MAX_LIMITING-fold at most."""
+    pm = midi(*melody(10), *[(p, 6.0, 6.3, v) for p, _, _, v in big_chord(6.0)])
+    w = render(pm, SR)
+    assert np.abs(w).max() <= PEAK
+    assert rms(w) < 0.9 * TARGET_RMS  # quieter than the target rather than squashed flat
+    monkeypatch.setattr(audio, "_normalize", lambda w, sr: w.astype(np.float32))
+    mix = render(pm, SR)
+    peak_scaled = mix * (PEAK / np.abs(mix).max())
+    tune = slice(0, 6 * SR)
+    # the tune is raised above peak scaling, by no more than MAX_LIMITING
+    assert 2 < rms(w[tune]) / rms(peak_scaled[tune]) <= MAX_LIMITING * 1.001
+
+
+def test_silent_or_broken_synthesis_is_an_error(builtin, monkeypatch):
+    pm = midi((60, 0.0, 0.5, 100))
+    monkeypatch.setattr(audio, "_voice", lambda pitch, n, *_: np.zeros(n))
+    with pytest.raises(RuntimeError, match="silence"):
+        render(pm, SR)
+    monkeypatch.setattr(audio, "_voice", lambda pitch, n, *_: np.full(n, np.nan))
+    with pytest.raises(RuntimeError, match="NaN"):
+        render(pm, SR)
 
 
 def test_nothing_to_play_is_an_error(builtin):
@@ -189,14 +268,44 @@ def test_failing_fluidsynth_falls_back_loudly(monkeypatch):
     assert np.abs(w).max() > 0
 
 
+def test_fluidsynth_output_is_loudness_normalized_too(monkeypatch):
+    """The FluidSynth path's waveform (a stand-in here) gets the same RMS and limiter."""
+    monkeypatch.setattr(audio, "find_soundfont", lambda: "piano.sf2")
+    pm = midi((69, 0.0, 1.0, 100))
+    t = np.arange(2 * SR) / SR
+    synth = 0.02 * np.sin(2 * np.pi * 440 * t)
+    synth[-SR // 4 :] *= 40  # soft, then a loud ending
+    monkeypatch.setattr(pm, "fluidsynth", lambda fs, synthesizer: synth.copy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to the built-in one
+        w = render(pm, SR, backend="fluidsynth")
+    assert len(w) == len(synth)  # FluidSynth's waveform, not the built-in synthesizer's
+    assert rms(w) == pytest.approx(TARGET_RMS, rel=0.1) and np.abs(w).max() <= PEAK
+
+
+@pytest.mark.parametrize(("bad", "why"), [(np.zeros(SR), "silence"), (np.full(SR, np.nan), "NaN")])
+def test_silent_or_nan_fluidsynth_falls_back_with_the_reason(monkeypatch, bad, why):
+    monkeypatch.setattr(audio, "find_soundfont", lambda: "piano.sf2")
+    pm = midi((69, 0.0, 0.5, 100))
+    monkeypatch.setattr(pm, "fluidsynth", lambda fs, synthesizer: bad.copy())
+    with pytest.warns(RuntimeWarning, match=f"{why}.*built-in synthesizer"):
+        w = render(pm, SR, backend="fluidsynth")
+    assert rms(w) == pytest.approx(TARGET_RMS, rel=0.01)
+
+
 @pytest.mark.skipif(not audio._fluidsynth_available(), reason="FluidSynth is not installed")
 def test_fluidsynth_renders_a_piano(monkeypatch):
+    """Where FluidSynth and a SoundFont are installed, they are what plays."""
     monkeypatch.delenv("MELODY_AUDIO_BACKEND", raising=False)
     assert audio_backend() == "fluidsynth"
-    w = render(midi((69, 0.0, 1.0, 100)), 22050)
-    assert w.dtype == np.float32 and np.isfinite(w).all() and 0 < np.abs(w).max() <= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback would warn
+        w = render(midi((69, 0.0, 1.0, 100)), 22050)
+        tune = render(midi(*melody(40), *big_chord(6.0)), 22050)
+    assert w.dtype == np.float32 and np.isfinite(w).all() and 0 < np.abs(w).max() <= PEAK
     freqs, mag = spectrum(w[:22050], 22050)
     assert level(freqs, mag, 440) > 5 * level(freqs, mag, 466.16)
+    assert rms(tune) == pytest.approx(TARGET_RMS, rel=0.1) and np.abs(tune).max() <= PEAK
 
 
 def test_long_music_is_cut_to_max_seconds_with_a_warning(builtin):

@@ -35,7 +35,7 @@ def windows_of(contexts: list[list[int]], targets: list[int]) -> Windows:
     """Windows with given input pitches and target pitches (continuous parts zero)."""
     p = torch.tensor(contexts, dtype=torch.int64)
     n, length = p.shape
-    return Windows(
+    return Windows.from_tensors(
         p, torch.zeros(n, length, 3), torch.tensor(targets, dtype=torch.int64), torch.zeros(n, 3)
     )
 
@@ -140,7 +140,7 @@ def test_training_mean_mse_is_the_variance_when_train_is_test():
         [norm.transform(p.notes[["step", "duration", "velocity"]].to_numpy()) for p in pieces]
     )
     n = len(z)
-    w = Windows(
+    w = Windows.from_tensors(
         torch.full((n, 32), 60), torch.zeros(n, 32, 3), torch.full((n,), 60), torch.from_numpy(z)
     )
     row = b.evaluate(w).loc["training mean"]
@@ -156,7 +156,7 @@ def test_training_mean_mse_is_the_variance_when_train_is_test():
 def test_evaluate_shape_and_chunking(alt_baselines):
     rng = np.random.default_rng(2)
     p = torch.from_numpy(rng.integers(55, 70, size=(300, 32)))
-    w = Windows(
+    w = Windows.from_tensors(
         p, torch.randn(300, 32, 3), torch.from_numpy(rng.integers(55, 70, 300)), torch.randn(300, 3)
     )
     whole = alt_baselines.evaluate(w)
@@ -185,9 +185,7 @@ def test_bad_inputs(alt_baselines):
     with pytest.raises(ValueError, match="zero training notes"):
         fit_baselines([], Normalizer.fit([piece]))
     with pytest.raises(ValueError, match="zero windows"):
-        alt_baselines.evaluate(
-            windows_of([[60] * 32], [60])._replace(pitch_seq=torch.empty(0, 32, dtype=torch.int64))
-        )
+        alt_baselines.evaluate(make_windows([], Normalizer.fit([piece])))
     with pytest.raises(ValueError, match="0..127"):
         alt_baselines.evaluate(windows_of([[60] * 32], [128]))
     with pytest.raises(KeyError, match="predicts no pitch"):

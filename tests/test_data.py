@@ -104,3 +104,48 @@ def test_pieces_shorter_than_a_window_give_no_windows():
     norm = Normalizer.fit(notes[["step", "duration", "velocity"]].to_numpy())
     w = make_windows([Piece("short", notes)], norm)
     assert w.pitch_seq.shape == (0, 32)
+
+
+def test_gathered_windows_equal_materialised_ones_for_every_index(bach_splits):
+    norm = Normalizer.fit(bach_splits["train"])
+    pieces = bach_splits["val"]
+    w = make_windows(pieces, norm)
+    # the first version's way: every stride-1 window written out, piece after piece
+    pitch, cont, tp, tc = [], [], [], []
+    for p in pieces:
+        pp = p.notes["pitch"].to_numpy(np.int64)
+        cc = norm.transform(p.notes[["step", "duration", "velocity"]].to_numpy(np.float64))
+        for i in range(len(pp) - 32):
+            pitch.append(pp[i : i + 32])
+            cont.append(cc[i : i + 32])
+            tp.append(pp[i + 32])
+            tc.append(cc[i + 32])
+    assert len(w) == len(pitch)
+    every = torch.arange(len(w))
+    ps, cs, tps, tcs = w.batch(every)
+    assert torch.equal(ps, torch.from_numpy(np.stack(pitch)))
+    assert torch.equal(cs, torch.from_numpy(np.stack(cont)))
+    assert torch.equal(tps, torch.from_numpy(np.array(tp)))
+    assert torch.equal(tcs, torch.from_numpy(np.stack(tc)))
+    # in any order, and chunk by chunk
+    perm = torch.randperm(len(w), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(w.batch(perm)[0], ps[perm])
+    chunks = list(w.chunks(1000))
+    assert torch.equal(torch.cat([c[0] for c in chunks]), ps)
+
+
+def test_windows_take_at_most_16_bytes_per_note(bach_splits):
+    norm = Normalizer.fit(bach_splits["train"])
+    w = make_windows(bach_splits["train"], norm)
+    assert w.nbytes / w.n_notes <= 16
+    assert w.pitch.dtype == torch.uint8 and w.cont.dtype == torch.float32
+    assert "windows of 32+1 notes" in repr(w)
+
+
+def test_windows_reject_bad_input(bach_splits):
+    norm = Normalizer.fit(bach_splits["train"])
+    with pytest.raises(ValueError, match="seq_len"):
+        make_windows(bach_splits["val"], norm, seq_len=0)
+    bad = Piece("bad", bach_splits["val"][0].notes.assign(pitch=200))
+    with pytest.raises(ValueError, match="0..127"):
+        make_windows([bad], norm)

@@ -15,6 +15,7 @@ from melody_utils.embeddings import (
     cosine_similarity_matrix,
     embedding_table,
     export_projector_tsv,
+    height_probe,
     learned_update,
     linear_probe,
     nearest_neighbours,
@@ -24,7 +25,7 @@ from melody_utils.embeddings import (
     seen_mask,
     similarity_by_interval,
 )
-from melody_utils.model import MelodyLSTM
+from melody_utils.model import MelodyLSTM, ModelConfig
 
 SEEN = np.arange(36, 85)  # C2..C6: 49 pitches, every pitch class 4 or 5 times
 
@@ -103,7 +104,10 @@ def test_random_init_embedding_is_the_models_init():
     assert not np.array_equal(random_init_embedding(124), got)
     small = random_init_embedding(0, like=np.zeros((128, 8)))
     assert small.shape == (128, 8)
-    assert abs(got.std() - 1.0) < 0.05  # N(0, 1)
+    scale = MelodyLSTM().config.embed_init_std
+    assert abs(got.std() / scale - 1.0) < 0.05  # N(0, scale²)
+    small_start = random_init_embedding(123, like=ModelConfig(embed_init_std=0.05))
+    np.testing.assert_allclose(small_start, 0.05 / scale * got, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- similarity
@@ -198,6 +202,33 @@ def test_linear_probe_reads_structure_not_noise(E, mask):
     rnd = linear_probe(R, mask, "pitch_class")
     assert rnd["accuracy"] < 0.3  # near chance (1/12) on random vectors
     assert linear_probe(R, mask, "octave")["accuracy"] < 0.6  # majority class is 12/48
+
+
+def test_height_probe_reads_a_height_direction_not_noise(mask):
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=96)
+    heights = np.arange(128, dtype=np.float64)
+    H = np.outer((heights - 60) / 12, direction) + rng.normal(size=(128, 96))
+    assert height_probe(H, mask)["r2"] > 0.9
+    noise = random_init_embedding(0)
+    r2 = height_probe(noise, mask)["r2"]
+    assert r2 < 0.2
+    out = height_probe(H, mask, cv=4, seed=1)
+    assert out["folds"] == 4 and out["n_samples"] == 49
+
+
+def test_pitch_counts_with_transposition_are_expected_occurrences():
+    notes = note_table([60, 62, 60, 64], [0, 1, 2, 3], [1, 2, 3, 4], [64] * 4)
+    counts = pitch_counts([Piece("a", notes)], transpose=(-1, 1))
+    plain = pitch_counts([Piece("a", notes)])
+    # each shift of -1, 0, +1 is drawn a third of the time
+    for p in range(128):
+        expected = sum(plain[p - s] for s in (-1, 0, 1) if 0 <= p - s < 128) / 3
+        assert counts[p] == pytest.approx(expected)
+    assert counts.sum() == pytest.approx(plain.sum())
+    assert np.flatnonzero(counts).tolist() == [59, 60, 61, 62, 63, 64, 65]
+    with pytest.raises(ValueError, match="holding 0"):
+        pitch_counts([Piece("a", notes)], transpose=(1, 3))
 
 
 def test_linear_probe_bad_target(E, mask):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from melody_utils.model import MelodyLSTM, ModelConfig, lstm_layer_params, parameter_table
+from melody_utils.model import (
+    MelodyLSTM,
+    ModelConfig,
+    lstm_gates,
+    lstm_layer_params,
+    parameter_table,
+)
 
 SPEC_COUNTS = {
     "embedding": 12_288,
@@ -139,3 +145,52 @@ def test_dropout_only_in_train_mode():
 def test_bad_inputs_get_clear_errors(model, pitch, cont, error, match):
     with pytest.raises(error, match=match):
         model(pitch, cont)
+
+
+def test_outputs_at_every_step_from_a_position(model):
+    p, c = batch(3)
+    logits, cont = model(p, c)
+    all_l, all_c = model(p, c, from_step=8)
+    assert all_l.shape == (3, 24, 128) and all_c.shape == (3, 24, 3)
+    torch.testing.assert_close(all_l[:, -1], logits)
+    torch.testing.assert_close(all_c[:, -1], cont)
+    # the output at step t reads notes 0..t only: changing note t+1 leaves it alone
+    p2 = p.clone()
+    p2[:, 20] = (p2[:, 20] + 5) % 128
+    changed = model(p2, c, from_step=8)[0]
+    torch.testing.assert_close(changed[:, : 20 - 8], all_l[:, : 20 - 8])
+    assert not torch.allclose(changed[:, 20 - 8], all_l[:, 20 - 8])
+    with pytest.raises(ValueError, match="from_step"):
+        model(p, c, from_step=32)
+
+
+def test_embedding_init_scale_scales_the_same_draw():
+    torch.manual_seed(5)
+    default = MelodyLSTM()
+    torch.manual_seed(5)
+    small = MelodyLSTM(embed_init_std=0.05)
+    torch.testing.assert_close(small.embedding.weight, 0.05 * default.embedding.weight)
+    torch.testing.assert_close(small.lstm.weight_hh_l0, default.lstm.weight_hh_l0)
+    assert sum(p.numel() for p in small.parameters()) == 2_237_379
+    with pytest.raises(ValueError, match="embed_init_std"):
+        ModelConfig(embed_init_std=0)
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_lstm_gates_by_hand_match_nn_lstm(model, layer):
+    p, c = batch(1)
+    gates = lstm_gates(model, p[0], c[0], layer=layer)
+    assert set(gates) == {"input", "forget", "cell", "output", "c", "h"}
+    assert gates["h"].shape == (32, 320)
+    for k in ("input", "forget", "output"):
+        assert gates[k].min() >= 0 and gates[k].max() <= 1
+    with torch.no_grad():
+        x = torch.cat([model.embedding(p), c], dim=-1)
+        ref = torch.nn.LSTM(99, 320, num_layers=layer + 1, batch_first=True)
+        ref.load_state_dict(
+            {k: v for k, v in model.lstm.state_dict().items() if int(k[-1]) <= layer}
+        )
+        out, _ = ref(x)
+    torch.testing.assert_close(gates["h"], out[0], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="layer"):
+        lstm_gates(model, p[0], c[0], layer=3)

@@ -68,17 +68,18 @@ def test_main_job_writes_every_output(tmp_path, capsys, one_torch_thread):
     assert len(pd.read_csv(out / "history.csv")) == 2
     # resuming with another setting names it
     capsys.readouterr()
-    assert main([*FAST, "--out", str(out), "--resume", "--epochs", "3", "--no-music"]) == 2
+    assert main([*FAST, "--out", str(out), "--resume", "--steps", "12", "--no-music"]) == 2
     err = capsys.readouterr().err
-    assert "epochs=2 there, 3 now" in err and "Traceback" not in err
+    assert "steps=8 there, 12 now" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--epochs", "0"], "--epochs: must be at least 1"),
-        (["--epochs", "-1"], "--epochs: must be at least 1"),
-        (["--epochs", "two"], "expected a whole number"),
+        (["--steps", "-1"], "--steps: must be at least 1"),
+        (["--steps", "two"], "expected a whole number"),
+        (["--steps", "5", "--epochs", "1"], "not allowed with argument"),
         (["--limit", "0"], "--limit: must be at least 1"),
         (["--split-seed", "-3"], "--split-seed: must lie in"),
         (["--source", ""], "--source is empty"),

@@ -102,3 +102,16 @@ def test_feature_distributions_counts_every_note():
 def test_feature_distributions_rejects_missing_columns():
     with pytest.raises(ValueError, match="lack the columns"):
         plot_feature_distributions(_table(5)[["pitch"]])
+
+
+def test_piano_roll_colours_each_part(bach):
+    notes = next(p for p in bach if p.id == "bach/bwv66.6").notes.iloc[:60]
+    ax = plot_piano_roll(notes, color_by="part")
+    faces = ax.collections[0].get_facecolors()
+    palette = plt.get_cmap("tab10")
+    for i, part in enumerate(notes["part"]):
+        np.testing.assert_allclose(faces[i][:3], palette(int(part))[:3])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["soprano", "alto", "tenor", "bass"]
+    with pytest.raises(ValueError, match="part"):
+        plot_piano_roll(notes.drop(columns="part"), color_by="part")
