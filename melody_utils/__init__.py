@@ -32,3 +32,25 @@ __all__ = [
     "split_pieces",
 ]
 __version__ = "0.2.0"
+
+
+def _keep_plain_figures() -> None:
+    """In Jupyter, music21's import starts a timer that switches matplotlib to "retina"
+    PNGs a second later (every figure stored at double size). Inside a notebook kernel,
+    import it now and cancel that timer, so that figures stay plain PNGs."""
+    import sys
+
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
+        return
+    try:
+        import music21.ipython21 as ip21
+
+        timer = getattr(ip21, "t", None)
+        if timer is not None:
+            timer.cancel()
+    except Exception:  # an older or newer music21 without the timer: nothing to undo
+        pass
+
+
+_keep_plain_figures()

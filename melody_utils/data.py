@@ -200,7 +200,8 @@ class Windows:
 
     A window is ``seq_len`` consecutive notes of one piece plus the next note as its
     target; windows never cross pieces. Materialising all of them would store every
-    note ``seq_len + 1`` times (640 bytes per note); instead the notes of all pieces are
+    note ``seq_len + 1`` times (660 bytes per window: int64 pitches, float32 features);
+    instead the notes of all pieces are
     kept once, concatenated (``pitch`` as uint8, ``cont`` as three float32: 13 bytes per
     note), and a batch of windows is *gathered* on demand::
 

@@ -33,6 +33,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import nan
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ import torch
 from .config import CHORD_SNAP, CONT_FEATURES, SEQ_LEN
 from .corpus import Piece
 from .data import Normalizer
-from .metrics import degeneration_stats, stats_table
+from .metrics import CopyIndex, degeneration_stats, flam_rate, stats_table
 from .model import MelodyLSTM
 from .notes import PIANO_PROGRAM, check_pitch_range, midi_to_bytes, notes_to_midi
 
@@ -76,6 +77,9 @@ class GenerationResult:
         device: the device the model ran on.
         messages: what was changed about the input (e.g. a primer's over-long steps
             shortened to the clamps); also issued as warnings.
+        copies: with a ``copy_index``, the :class:`~melody_utils.metrics.CopyMatch` of
+            each continuation: its longest run of pitches that also occurs in the training
+            set, and where (the stats carry its length as ``copied_run``).
     """
 
     notes: list[pd.DataFrame]
@@ -87,6 +91,7 @@ class GenerationResult:
     seconds: float = math.nan
     device: str = "cpu"
     messages: list[str] = field(default_factory=list)
+    copies: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.notes)
@@ -348,6 +353,7 @@ def generate(
     program: int = PIANO_PROGRAM,
     cpu_threads: int | None = None,
     time_temperature: float = 1.0,
+    copy_index: CopyIndex | None = None,
 ) -> GenerationResult:
     """Continue a primer with ``n_notes`` generated notes, ``n_variations`` times.
 
@@ -369,6 +375,9 @@ def generate(
         chord_snap: a generated step shorter than this many seconds becomes exactly 0
             (a chord tone, as in the data); 0 turns snapping off.
         program: General MIDI program of the MIDI output (0: Acoustic Grand Piano).
+        copy_index: a :class:`~melody_utils.metrics.CopyIndex` of the training pieces:
+            each continuation's longest run shared with the training set is then reported
+            (``result.copies``, and ``copied_run`` in the stats).
         time_temperature: for a model with a categorical time head (notebook 06), the
             temperature of its step and duration classes (0: the most likely class;
             ignored by the card's regression head).
@@ -492,7 +501,15 @@ def generate(
 
     tables = [_assemble(ctx, out_pitch[b], out_raw[b]) for b in range(n_variations)]
     midis = [notes_to_midi(tab, program=program) for tab in tables]
-    stats = [degeneration_stats(tab.iloc[window:]) for tab in tables]
+    stats = []
+    copies = []
+    for tab in tables:
+        cont = tab.iloc[window:]
+        row = {**degeneration_stats(cont), "flam_rate": flam_rate(cont) if len(cont) > 1 else nan}
+        if copy_index is not None:
+            copies.append(copy_index.longest_match(cont))
+            row["copied_run"] = float(copies[-1].length)
+        stats.append(row)
     settings = {
         "n_notes": n_notes,
         "temperature": float(temperature),
@@ -509,7 +526,7 @@ def generate(
         "time_temperature": time_temperature if categorical else None,
     }
     return GenerationResult(
-        tables, midis, stats, window, seed, settings, seconds, str(device), messages
+        tables, midis, stats, window, seed, settings, seconds, str(device), messages, copies
     )
 
 

@@ -62,7 +62,12 @@ DESCRIPTIONS = {
     "pitch_range": "pitch range (semitones)",
     "unique_pitches": "distinct pitches",
     "chord_share": "share of notes starting with the previous one (chord tones)",
+    "flam_rate": "share of steps between 10 and 100 ms (flams)",
+    "copied_run": "longest run of pitches also in the training set (notes)",
 }
+#: Measures a generation may carry besides :data:`MEASURES` (rhythm, and the copy check
+#: when ``generate`` was given a :class:`CopyIndex`); :func:`stats_table` shows them too.
+EXTRA_MEASURES = ("flam_rate", "copied_run")
 
 
 def _pitches_and_steps(notes: object) -> tuple[np.ndarray, np.ndarray | None]:
@@ -148,8 +153,8 @@ def reference_stats(
         length: window length in notes, normally the generation's ``n_notes``.
 
     Returns:
-        The keys of :data:`MEASURES` (means) plus ``pieces`` and ``windows``, the
-        numbers of pieces and windows averaged.
+        The keys of :data:`MEASURES` (means), ``flam_rate`` for note tables, plus
+        ``pieces`` and ``windows``, the numbers of pieces and windows averaged.
     """
     if isinstance(pieces, Mapping):
         pieces = list(pieces.values())
@@ -166,13 +171,22 @@ def reference_stats(
         k = len(table) // length
         if k == 0:
             continue
-        rows = [degeneration_stats(table.iloc[i * length : (i + 1) * length]) for i in range(k)]
+        windows = [table.iloc[i * length : (i + 1) * length] for i in range(k)]
+        rows = [{**degeneration_stats(w), **_rhythm_stats(w)} for w in windows]
         n_windows += k
-        per_piece.append({m: float(np.nanmean([r[m] for r in rows])) for m in MEASURES})
-    out = {m: float(np.nanmean([r[m] for r in per_piece])) for m in MEASURES}
+        per_piece.append({m: float(np.nanmean([r[m] for r in rows])) for m in rows[0]})
+    out = {m: float(np.nanmean([r[m] for r in per_piece])) for m in per_piece[0]}
     out["pieces"] = float(len(per_piece))
     out["windows"] = float(n_windows)
     return out
+
+
+def _rhythm_stats(notes: object) -> dict[str, float]:
+    """``{"flam_rate": ...}`` for a note table with steps; empty for bare pitches."""
+    table = getattr(notes, "notes", notes)
+    if isinstance(table, pd.DataFrame) and "step" in table.columns:
+        return {"flam_rate": flam_rate(table) if len(table) > 1 else math.nan}
+    return {}
 
 
 def stats_table(
@@ -182,15 +196,18 @@ def stats_table(
 ) -> pd.DataFrame:
     """Side-by-side table: one column per generated variation, then the real reference.
 
-    Rows are the :data:`MEASURES`, labelled by :data:`DESCRIPTIONS`.
+    Rows are the :data:`MEASURES`, then those of :data:`EXTRA_MEASURES` that every
+    variation carries, labelled by :data:`DESCRIPTIONS` (a reference without one shows
+    NaN there).
     """
-    data = {f"variation {i + 1}": [s[m] for m in MEASURES] for i, s in enumerate(generated)}
+    rows = [*MEASURES, *(m for m in EXTRA_MEASURES if generated and all(m in s for s in generated))]
+    data = {f"variation {i + 1}": [s[m] for m in rows] for i, s in enumerate(generated)}
     if reference is not None:
         label = "real (mean)"
         if "pieces" in reference:
             label = f"real (mean of {int(reference['pieces'])} pieces)"
-        data[label] = [reference[m] for m in MEASURES]
-    table = pd.DataFrame(data, index=[DESCRIPTIONS[m] for m in MEASURES])
+        data[label] = [reference.get(m, math.nan) for m in rows]
+    table = pd.DataFrame(data, index=[DESCRIPTIONS[m] for m in rows])
     table.index.name = "measure"
     return table.round(decimals)
 

@@ -375,7 +375,7 @@ def write_music(
 
     from .audio import audio_backend, render, write_wav
     from .generate import generate, primers_from_pieces
-    from .metrics import reference_stats
+    from .metrics import CopyIndex, copy_reference, reference_stats
     from .notes import file_stem
     from .plots import plot_piano_roll
 
@@ -387,9 +387,20 @@ def write_music(
         f"notes ({n_notes} notes, temperature {temperature}, audio: {audio_backend()})"
     )
     reference = reference_stats(prep.splits["test"], n_notes)
+    # the copy check: each continuation's longest run of pitches also in the training
+    # set, against the median real held-out window of the same length
+    index = CopyIndex(prep.splits["train"])
+    runs = copy_reference(index, prep.splits["test"], n_notes)
+    reference["copied_run"] = runs.summary()["median"]
     for i, (piece_id, primer) in enumerate(primers):
         res = generate(
-            model, prep.normalizer, primer, n_notes, temperature=temperature, seed=seed + i
+            model,
+            prep.normalizer,
+            primer,
+            n_notes,
+            temperature=temperature,
+            seed=seed + i,
+            copy_index=index,
         )
         name = file_stem(piece_id) + "_continued"
         mid = folder / f"{name}.mid"
@@ -407,5 +418,13 @@ def write_music(
         plt.close(fig)
         print(f"  {mid.name}:")
         print(res.stats_table(reference).round(3).to_string())
+        match = res.copies[0]
+        if match.length:
+            print(
+                f"  longest run shared with the training set: {match.length} notes "
+                f"(at {match.piece_id}, note {match.note_index}; real held-out windows of "
+                f"{n_notes} notes: median {runs.summary()['median']:.0f}, "
+                f"{runs.share_at_least(match.length):.0%} share a run at least as long)"
+            )
         written.append(mid)
     return written

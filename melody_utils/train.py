@@ -92,7 +92,7 @@ class TrainConfig:
             that supports it), ``"fp32"`` or ``"bf16"``.
     """
 
-    steps: int = 1200
+    steps: int = 800
     batch_size: int = 128
     lr: float = 3e-3
     min_lr_ratio: float = 0.05

@@ -36,7 +36,7 @@ from .config import SEQ_LEN
 from .corpus import Piece
 from .data import Normalizer
 from .generate import GenerationResult, generate
-from .metrics import reference_stats, stats_table
+from .metrics import CopyIndex, copy_reference, reference_stats, stats_table
 from .model import MelodyLSTM
 from .notes import BadInputError, file_stem, midi_to_bytes, parse_midi
 from .plots import plot_piano_roll
@@ -82,6 +82,9 @@ class GenerationUI:
             sequence of pieces.
         reference: real pieces for the degeneration reference column (default: the
             primers themselves, which are held-out pieces).
+        training: the training pieces: when given, every generation is checked for
+            copying (its longest run of pitches also in the training set, next to the
+            same figure for the reference pieces; see :class:`~melody_utils.metrics.CopyIndex`).
         n_notes: initial length of the generation.
         sample_rate: audio sample rate.
         cpu_threads: torch threads while generating on the CPU (see
@@ -98,6 +101,7 @@ class GenerationUI:
         primers: Mapping[str, pd.DataFrame | Piece] | Sequence[Piece],
         reference: Sequence[Piece | pd.DataFrame] | None = None,
         *,
+        training: Sequence[Piece | pd.DataFrame] | None = None,
         n_notes: int = 128,
         sample_rate: int = SAMPLE_RATE,
         max_notes: int = 512,
@@ -118,6 +122,7 @@ class GenerationUI:
             if reference is None
             else [getattr(r, "notes", r) for r in reference]
         )
+        self.copy_index = CopyIndex(training) if training is not None else None
         self.sample_rate = sample_rate
         self.cpu_threads = cpu_threads
         self.window = model.config.seq_len or SEQ_LEN
@@ -283,7 +288,14 @@ class GenerationUI:
         if not self.reference:
             return None
         if n_notes not in self._reference_cache:
-            self._reference_cache[n_notes] = reference_stats(self.reference, n_notes)
+            ref = reference_stats(self.reference, n_notes)
+            if self.copy_index is not None:
+                try:  # the median real window of this length: the copy check's yardstick
+                    runs = copy_reference(self.copy_index, self.reference, n_notes)
+                    ref["copied_run"] = runs.summary()["median"]
+                except ValueError:  # no reference piece is that long
+                    pass
+            self._reference_cache[n_notes] = ref
         return self._reference_cache[n_notes]
 
     def generate(self) -> GenerationResult | None:
@@ -321,6 +333,7 @@ class GenerationUI:
                 self.primers[key],
                 **settings,
                 cpu_threads=self.cpu_threads,
+                copy_index=self.copy_index,
             )
         t1 = time.perf_counter()
         waves = [render(pm, self.sample_rate) for pm in result.midi]

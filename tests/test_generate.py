@@ -29,7 +29,13 @@ from melody_utils.generate import (
     primers_from_pieces,
     sampling_probs,
 )
-from melody_utils.metrics import MEASURES, degeneration_stats, reference_stats, stats_table
+from melody_utils.metrics import (
+    MEASURES,
+    degeneration_stats,
+    flam_rate,
+    reference_stats,
+    stats_table,
+)
 from melody_utils.model import MelodyLSTM
 
 COLUMNS = ["pitch", "start", "end", "step", "duration", "velocity", "generated"]
@@ -105,10 +111,12 @@ def test_result_tables_midi_and_stats(model, normalizer, primer):
         assert [n.pitch for n in inst.notes] == tab["pitch"].tolist()
         assert [n.velocity for n in inst.notes] == tab["velocity"].tolist()
         # stats are those of the continuation only
-        assert set(st) == set(MEASURES) and st["notes"] == 12
-        assert st == degeneration_stats(tab.iloc[32:])
+        assert set(st) == {*MEASURES, "flam_rate"} and st["notes"] == 12
+        assert {k: st[k] for k in MEASURES} == degeneration_stats(tab.iloc[32:])
+        assert st["flam_rate"] == flam_rate(tab.iloc[32:])
     table = r.stats_table(reference_stats(primers_from_pieces([primer]), 12))
-    assert table.shape == (len(MEASURES), 4)
+    assert table.shape == (len(MEASURES) + 1, 4)
+    assert table.notna().all().all()
 
 
 def test_primer_as_table_or_piece_same_result(model, normalizer, primer):
@@ -493,3 +501,19 @@ def test_generation_on_cuda(model, normalizer, primer):
     assert pitches(greedy_gpu) == pitches(greedy_cpu)
     for tab in generate(forced(m, 1e4), normalizer, primer, 4, seed=0).notes:
         assert (tab["velocity"] == 127).all() and (tab["step"].iloc[32:] == MAX_STEP).all()
+
+
+def test_copy_check_is_reported_for_every_variation(model, normalizer, primer, bach_splits):
+    from melody_utils.metrics import CopyIndex
+
+    index = CopyIndex(bach_splits["train"])
+    r = generate(model, normalizer, primer, 24, n_variations=3, seed=2, copy_index=index)
+    assert len(r.copies) == 3
+    for i, match in enumerate(r.copies):
+        assert match == index.longest_match(r.continuation(i))
+        assert r.stats[i]["copied_run"] == match.length
+        assert 1 <= match.length <= 24
+    table = r.stats_table()
+    assert "longest run of pitches also in the training set (notes)" in table.index
+    assert "share of steps between 10 and 100 ms (flams)" in table.index
+    assert generate(model, normalizer, primer, 4, seed=2).copies == []

@@ -57,3 +57,50 @@ def test_executed_top_to_bottom_without_errors(path):
 def test_outputs_hold_no_machine_paths_or_addresses(path):
     leaks = [(i, m.group(0)) for i, _, text in outputs_text(load(path)) if (m := LEAK.search(text))]
     assert leaks == []
+
+
+def has_output(nb: dict, predicate) -> bool:
+    return any(predicate(out) for c in nb["cells"] for out in c.get("outputs", []))
+
+
+def is_audio(out: dict) -> bool:
+    data = out.get("data", {})
+    return "<audio" in "".join(data.get("text/html", "")) or any(
+        k.startswith("audio/") for k in data
+    )
+
+
+def is_notation(out: dict) -> bool:
+    data = out.get("data", {})
+    svg = "".join(data.get("image/svg+xml", "")) + "".join(data.get("text/html", ""))
+    return "<svg" in svg and ("notehead" in svg.lower() or "data-pname" in svg)
+
+
+MAIN = [p for p in NOTEBOOKS if p.parent.name == "notebooks"]
+
+
+@pytest.mark.parametrize("path", MAIN, ids=lambda p: p.name)
+def test_every_notebook_plays_music(path):
+    assert has_output(load(path), is_audio), "a student should hear the music in every notebook"
+
+
+@pytest.mark.parametrize("name", ["01_data_preparation.ipynb", "05_generation.ipynb"])
+def test_score_notation_is_shown(name):
+    path = next(p for p in NOTEBOOKS if p.name == name)
+    assert has_output(load(path), is_notation), f"{name} shows no score notation"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_widget_outputs_have_stored_state(path):
+    nb = load(path)
+    views = {
+        out["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+        for c in nb["cells"]
+        for out in c.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+    }
+    if not views:
+        pytest.skip("no widgets in this notebook")
+    state = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    missing = views - set(state.get("state", {}))
+    assert not missing, f"{len(missing)} widget views without stored state"

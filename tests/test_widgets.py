@@ -240,3 +240,21 @@ def test_constructor_accepts_pieces_and_displays(parts):
     assert "application/vnd.jupyter.widget-view+json" in bundle
     with pytest.raises(ValueError, match="at least one primer"):
         GenerationUI(model, normalizer, {})
+
+
+def test_copy_check_appears_in_the_stats_when_training_pieces_are_given(parts, monkeypatch):
+    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "builtin")
+    model, normalizer, test = parts
+    ui = GenerationUI(
+        model,
+        normalizer,
+        primers_from_pieces(test[:2]),
+        reference=test,
+        training=test[5:40],
+        n_notes=16,
+        sample_rate=8000,
+    )
+    result = ui.generate()
+    assert result.copies and result.stats[0]["copied_run"] == result.copies[0].length
+    table = outputs_with(ui, "text/plain")[-1]
+    assert "longest run of pitches also in the training set" in table
