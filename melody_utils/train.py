@@ -474,6 +474,25 @@ def train(
 
     from tqdm.auto import tqdm
 
+    def save_last(partial: dict | None = None) -> None:
+        """``last.pt`` with the state right now (the names are read at call time)."""
+        _save_last(
+            out_dir,
+            metadata,
+            model,
+            opt,
+            sched,
+            gen,
+            config,
+            step,
+            history,
+            best_val,
+            best_step,
+            bad_evals,
+            best_state,
+            partial,
+        )
+
     transposing = (config.transpose_min, config.transpose_max) != (0, 0)
     stopped_early = config.patience is not None and bad_evals >= config.patience
     end = config.steps if stop_after_steps is None else min(config.steps, step + stop_after_steps)
@@ -513,22 +532,7 @@ def train(
         t_train += time.perf_counter() - t0
         if step % config.eval_every and step < config.steps:
             if step == end and out_dir is not None:  # interrupted between evaluations
-                _save_last(
-                    out_dir,
-                    metadata,
-                    model,
-                    opt,
-                    sched,
-                    gen,
-                    config,
-                    step,
-                    history,
-                    best_val,
-                    best_step,
-                    bad_evals,
-                    best_state,
-                    {"sums": sums.cpu(), "n": n_sum, "seconds": t_train},
-                )
+                save_last({"sums": sums.cpu(), "n": n_sum, "seconds": t_train})
             continue
         row, improved = _evaluation(
             model, tr, val, config, step, sums, n_sum, t_train, opt, train_eval_idx, best_val
@@ -549,21 +553,7 @@ def train(
             tqdm.write(_describe(row, improved))
         stopped_early = config.patience is not None and bad_evals >= config.patience
         if out_dir is not None:
-            _save_last(
-                out_dir,
-                metadata,
-                model,
-                opt,
-                sched,
-                gen,
-                config,
-                step,
-                history,
-                best_val,
-                best_step,
-                bad_evals,
-                best_state,
-            )
+            save_last()
             _write_history(out_dir / "history.csv", history)
         model.train()
     bar.close()

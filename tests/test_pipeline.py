@@ -29,6 +29,7 @@ def test_main_job_writes_every_output(tmp_path, capsys, one_torch_thread):
     assert main([*FAST, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Test split" in printed and "trigram" in printed
+    assert printed.count("longest run shared with the training set") == 3  # the copy check
     model, norm, meta = load_checkpoint(out / "checkpoints" / "melody_lstm_bach")
     assert meta["source"] == "bach" and meta["split_seed"] == 0 and meta["limit"] == 40
     assert len(meta["data_fingerprint"]) == 16
