@@ -288,7 +288,15 @@ def notes_from_score(score: object) -> pd.DataFrame:
 def notes_to_midi(
     notes: pd.DataFrame, program: int = PIANO_PROGRAM, name: str = "Acoustic Grand Piano"
 ) -> object:
-    """A one-instrument ``pretty_midi.PrettyMIDI`` holding the rows of a note table."""
+    """A one-instrument ``pretty_midi.PrettyMIDI`` holding the rows of a note table.
+
+    One MIDI channel cannot hold two overlapping notes of the same key: readers pair the
+    note-offs differently (pretty_midi ends every open note at the first note-off, music21
+    invents or merges notes). So when a note starts while an earlier note of the same pitch
+    is still sounding, the earlier one ends where the later one starts (a key struck again),
+    in the MIDI only; the note table is not changed. Notes of one pitch that start together
+    (a unison) are written as they are.
+    """
     import pretty_midi
 
     if not {"pitch", "start", "end", "velocity"} <= set(notes.columns):
@@ -296,9 +304,8 @@ def notes_to_midi(
     check_pitch_range(notes["pitch"].to_numpy(), "pitch")
     pm = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(program=program, name=name)
-    for p, s, e, v in zip(
-        notes["pitch"], notes["start"], notes["end"], notes["velocity"], strict=True
-    ):
+    ends = restrike_ends(notes)
+    for p, s, e, v in zip(notes["pitch"], notes["start"], ends, notes["velocity"], strict=True):
         inst.notes.append(
             pretty_midi.Note(
                 velocity=int(np.clip(v, 1, 127)), pitch=int(p), start=float(s), end=float(e)
@@ -306,6 +313,23 @@ def notes_to_midi(
         )
     pm.instruments.append(inst)
     return pm
+
+
+def restrike_ends(notes: pd.DataFrame) -> np.ndarray:
+    """Note ends with every same-pitch overlap cut at the later note's start.
+
+    ``notes`` needs ``pitch``, ``start`` and ``end``; the result is aligned with its rows.
+    A note whose key is struck again (same pitch, a later start before its end) ends at
+    that start; notes that start together keep their ends.
+    """
+    pitch = notes["pitch"].to_numpy(np.int64)
+    start = notes["start"].to_numpy(np.float64)
+    end = notes["end"].to_numpy(np.float64).copy()
+    order = np.lexsort((start, pitch))
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        if pitch[a] == pitch[b] and start[a] < start[b] < end[a]:
+            end[a] = start[b]
+    return end
 
 
 def file_stem(piece_id: str) -> str:

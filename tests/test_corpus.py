@@ -53,7 +53,9 @@ def test_bach_corpus_is_complete_and_well_formed(bach):
     assert "bach/bwv66.6" in ids
     for piece in bach[:50]:
         notes = piece.notes
-        assert list(notes.columns) == list(NOTE_COLUMNS)
+        # scores carry the part (0 = top staff) of every note
+        assert list(notes.columns) == [*NOTE_COLUMNS, "part"]
+        assert notes["part"].between(0, 15).all() and notes["part"].nunique() >= 2
         assert len(notes) >= MIN_NOTES
         assert notes["pitch"].between(0, 127).all()
         # sorted by start, then pitch

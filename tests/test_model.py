@@ -166,11 +166,15 @@ def test_outputs_at_every_step_from_a_position(model):
 
 def test_embedding_init_scale_scales_the_same_draw():
     torch.manual_seed(5)
-    default = MelodyLSTM()
+    pytorch = MelodyLSTM(embed_init_std=1.0)  # nn.Embedding's own N(0, 1) draw
+    torch.manual_seed(5)
+    default = MelodyLSTM()  # the recipe's 0.1
     torch.manual_seed(5)
     small = MelodyLSTM(embed_init_std=0.05)
-    torch.testing.assert_close(small.embedding.weight, 0.05 * default.embedding.weight)
-    torch.testing.assert_close(small.lstm.weight_hh_l0, default.lstm.weight_hh_l0)
+    assert ModelConfig().embed_init_std == 0.1
+    torch.testing.assert_close(default.embedding.weight, 0.1 * pytorch.embedding.weight)
+    torch.testing.assert_close(small.embedding.weight, 0.05 * pytorch.embedding.weight)
+    torch.testing.assert_close(small.lstm.weight_hh_l0, pytorch.lstm.weight_hh_l0)
     assert sum(p.numel() for p in small.parameters()) == 2_237_379
     with pytest.raises(ValueError, match="embed_init_std"):
         ModelConfig(embed_init_std=0)

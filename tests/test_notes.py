@@ -114,3 +114,22 @@ def test_table_to_midi_and_back_is_exact_enough(tmp_path):
 )
 def test_file_stem_is_safe_and_keeps_folders_apart(piece_id, stem):
     assert file_stem(piece_id) == stem
+
+
+def test_a_key_struck_again_is_written_so_every_reader_agrees(tmp_path):
+    # A long 57, then 57 struck twice while it sounds, and a unison 64 + 64.
+    table = note_table(
+        [57, 57, 57, 64, 64], [0.0, 0.5, 1.0, 2.0, 2.0], [3.0, 0.8, 1.5, 2.5, 2.5], [64] * 5
+    )
+    path = tmp_path / "restrike.mid"
+    notes_to_midi(table).write(str(path))
+    pm = pretty_midi.PrettyMIDI(str(path))
+    got = sorted((n.pitch, round(n.start, 3), round(n.end, 3)) for n in pm.instruments[0].notes)
+    # the first 57 ends where it is struck again; the last 57 keeps its own end
+    assert got == [(57, 0.0, 0.5), (57, 0.5, 0.8), (57, 1.0, 1.5), (64, 2.0, 2.5), (64, 2.0, 2.5)]
+    import music21
+
+    notes = music21.converter.parse(path).recurse().notes
+    m21 = [n for n in notes if n.isNote and n.pitch.midi == 57]
+    assert [float(n.offset) for n in m21] == [0.0, 1.0, 2.0]  # quarter notes at 120 bpm
+    assert table["end"].tolist()[0] == 3.0  # the table itself is unchanged
