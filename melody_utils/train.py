@@ -476,22 +476,28 @@ def train(
 
     def save_last(partial: dict | None = None) -> None:
         """``last.pt`` with the state right now (the names are read at call time)."""
-        _save_last(
-            out_dir,
-            metadata,
-            model,
-            opt,
-            sched,
-            gen,
-            config,
-            step,
-            history,
-            best_val,
-            best_step,
-            bad_evals,
-            best_state,
-            partial,
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": gen.get_state(),
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "metadata": {k: v for k, v in (metadata or {}).items() if k in DATA_KEYS},
+                "config": config.to_dict(),
+                "step": step,
+                "history": history,
+                "best_val": best_val,
+                "best_step": best_step,
+                "bad_evals": bad_evals,
+                "best_model": best_state or {},
+                "partial": partial,
+            },
+            buf,
         )
+        atomic_write_bytes(out_dir / "last.pt", buf.getvalue())
 
     transposing = (config.transpose_min, config.transpose_max) != (0, 0)
     stopped_early = config.patience is not None and bad_evals >= config.patience
@@ -630,46 +636,6 @@ def _check_resume(ck: dict, config: TrainConfig, metadata: dict | None, out_dir:
             + "; ".join(diff)
             + " (resume with the same settings, or train afresh in another folder)"
         )
-
-
-def _save_last(
-    out_dir,
-    metadata,
-    model,
-    opt,
-    sched,
-    gen,
-    config,
-    step,
-    history,
-    best_val,
-    best_step,
-    bad_evals,
-    best_state,
-    partial=None,
-) -> None:
-    buf = io.BytesIO()
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "generator": gen.get_state(),
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "metadata": {k: v for k, v in (metadata or {}).items() if k in DATA_KEYS},
-            "config": config.to_dict(),
-            "step": step,
-            "history": history,
-            "best_val": best_val,
-            "best_step": best_step,
-            "bad_evals": bad_evals,
-            "best_model": best_state or {},
-            "partial": partial,
-        },
-        buf,
-    )
-    atomic_write_bytes(out_dir / "last.pt", buf.getvalue())
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
