@@ -313,8 +313,27 @@ class Windows:
 
     # ------------------------------------------------------------------ gathering
 
+    def _index(self, idx) -> torch.Tensor:
+        """``idx`` (a tensor, NumPy array, list or int) as int64 on the windows' device;
+        every index must lie in ``0 .. len - 1``."""
+        if (
+            isinstance(idx, torch.Tensor)
+            and idx.is_floating_point()
+            or (isinstance(idx, np.ndarray) and not np.issubdtype(idx.dtype, np.integer))
+        ):
+            raise TypeError(f"window indices must be integers, got {idx.dtype}")
+        idx = torch.as_tensor(idx, dtype=torch.int64, device=self.device)
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
+            raise IndexError(
+                f"window index out of range 0..{len(self) - 1}: "
+                f"got {int(idx.min())}..{int(idx.max())}"
+            )
+        return idx
+
     def starts(self, idx: torch.Tensor) -> torch.Tensor:
-        """Row of the first note of each window in ``idx`` (int64, any shape)."""
+        """Row of the first note of each window in ``idx`` (int64, any shape; a NumPy
+        array or a list works too)."""
+        idx = self._index(idx)
         piece = torch.searchsorted(self.window_offsets, idx, right=True) - 1
         return self.note_offsets[piece] + (idx - self.window_offsets[piece])
 
@@ -324,6 +343,7 @@ class Windows:
         """``(pitch (B, L) int64, cont (B, L, 3))`` of windows ``idx`` with their target:
         ``L = seq_len + 1`` notes each (or ``length``, at most that)."""
         length = self.seq_len + 1 if length is None else length
+        idx = self._index(idx)
         rows = self.starts(idx)[:, None] + torch.arange(length, device=idx.device)
         return self.pitch[rows].long(), self.cont[rows]
 

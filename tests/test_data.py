@@ -149,3 +149,21 @@ def test_windows_reject_bad_input(bach_splits):
     bad = Piece("bad", bach_splits["val"][0].notes.assign(pitch=200))
     with pytest.raises(ValueError, match="0..127"):
         make_windows([bad], norm)
+
+
+def test_windows_take_numpy_and_list_indices_and_refuse_bad_ones(bach_splits):
+    norm = Normalizer.fit(bach_splits["train"])
+    w = make_windows(bach_splits["val"][:3], norm)
+    want = w.batch(torch.tensor([0, 5, len(w) - 1]))
+    for idx in (
+        np.array([0, 5, len(w) - 1]),
+        [0, 5, len(w) - 1],
+        np.array([0, 5, len(w) - 1], np.int32),
+    ):
+        got = w.batch(idx)
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    for bad in ([-1], [len(w)], torch.tensor([0, len(w) + 7])):
+        with pytest.raises(IndexError, match="out of range"):
+            w.gather(bad)
+    with pytest.raises(TypeError, match="integers"):
+        w.gather(np.array([0.0, 1.5]))
