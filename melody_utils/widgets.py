@@ -8,8 +8,10 @@
 Pick a held-out chorale (or upload a MIDI file) as the primer, set the temperature,
 top-k, top-p, length, number of variations and seed, and press *Generate*. The output
 shows a piano roll per variation (primer and continuation in two colours), an audio
-player and a ``.mid`` download link for each, and the degeneration measures next to
-the same measures on real chorales of the same length.
+player and a ``.mid`` download link for each, with *show score* ticked the score
+notation of each variation (primer and continuation, the continuation coloured; see
+:mod:`melody_utils.notation`), and the degeneration measures next to the same measures
+on real chorales of the same length (with ``training=`` pieces, also the copy check).
 
 Nothing here raises into the notebook: a bad upload or a failed generation is shown as
 a readable message (and kept in ``ui.last_error``). ``ui.last_result`` holds the last
@@ -38,10 +40,16 @@ from .data import Normalizer
 from .generate import GenerationResult, generate
 from .metrics import CopyIndex, copy_reference, reference_stats, stats_table
 from .model import MelodyLSTM
+from .notation import score_svg
 from .notes import BadInputError, file_stem, midi_to_bytes, parse_midi
 from .plots import plot_piano_roll
 
 UPLOAD_PREFIX = "upload: "
+#: Rounding grid of the widget's scores, in quarter notes (0.5 = eighth notes). Generated
+#: steps are point estimates that rarely fall on a 16th-note grid; eighths read better.
+SCORE_GRID = 0.5
+#: The most measures engraved per variation in the widget (a note says when more were cut).
+SCORE_MAX_MEASURES = 24
 
 
 def _bundle(data: dict[str, str]) -> dict:
@@ -82,7 +90,8 @@ class GenerationUI:
             sequence of pieces.
         reference: real pieces for the degeneration reference column (default: the
             primers themselves, which are held-out pieces).
-        training: the training pieces: when given, every generation is checked for
+        training: the training pieces (or a :class:`~melody_utils.metrics.CopyIndex`
+            already built from them): when given, every generation is checked for
             copying (its longest run of pitches also in the training set, next to the
             same figure for the reference pieces; see :class:`~melody_utils.metrics.CopyIndex`).
         n_notes: initial length of the generation.
@@ -90,6 +99,9 @@ class GenerationUI:
         cpu_threads: torch threads while generating on the CPU (see
             :func:`~melody_utils.generate.generate`); 1 keeps a click fast even on a
             busy machine, None leaves torch's setting alone.
+        show_score: the initial state of the *show score* checkbox: when ticked, each
+            variation is also engraved as a score (:func:`~melody_utils.notation.score_svg`,
+            about a second per 64-note variation), shown below its audio player.
 
     The widget is ``ui.widget`` (a VBox); displaying ``ui`` itself shows it too.
     """
@@ -107,6 +119,7 @@ class GenerationUI:
         max_notes: int = 512,
         max_variations: int = 8,
         cpu_threads: int | None = 1,
+        show_score: bool = False,
     ):
         if not isinstance(primers, Mapping):
             primers = {p.id: p for p in primers}
@@ -122,7 +135,10 @@ class GenerationUI:
             if reference is None
             else [getattr(r, "notes", r) for r in reference]
         )
-        self.copy_index = CopyIndex(training) if training is not None else None
+        if training is None or isinstance(training, CopyIndex):
+            self.copy_index = training
+        else:
+            self.copy_index = CopyIndex(training)
         self.sample_rate = sample_rate
         self.cpu_threads = cpu_threads
         self.window = model.config.seq_len or SEQ_LEN
@@ -181,6 +197,12 @@ class GenerationUI:
             style=style,
             layout=W.Layout(width="220px"),
         )
+        self.show_score = W.Checkbox(
+            value=bool(show_score),
+            description="show score",
+            indent=False,
+            layout=W.Layout(width="120px"),
+        )
         self.generate_button = W.Button(
             description="Generate", button_style="primary", icon="music"
         )
@@ -196,7 +218,7 @@ class GenerationUI:
                 self.top_p,
                 self.n_notes,
                 self.n_variations,
-                W.HBox([self.seed, self.generate_button]),
+                W.HBox([self.seed, self.show_score, self.generate_button]),
                 self.status,
                 self.output,
             ]
@@ -290,11 +312,13 @@ class GenerationUI:
         if n_notes not in self._reference_cache:
             ref = reference_stats(self.reference, n_notes)
             if self.copy_index is not None:
-                try:  # the median real window of this length: the copy check's yardstick
+                try:  # real windows of this length: the copy check's yardstick
                     runs = copy_reference(self.copy_index, self.reference, n_notes)
-                    ref["copied_run"] = runs.summary()["median"]
                 except ValueError:  # no reference piece is that long
                     pass
+                else:  # averaged as the other rows: windows within a piece, then pieces
+                    per_piece = pd.Series(runs.runs).groupby(runs.piece_ids, sort=False).mean()
+                    ref["copied_run"] = float(per_piece.mean())
             self._reference_cache[n_notes] = ref
         return self._reference_cache[n_notes]
 
@@ -342,6 +366,8 @@ class GenerationUI:
         png = self._piano_rolls(result, key)
         table = stats_table(result.stats, self._reference(settings["n_notes"]))
         t3 = time.perf_counter()
+        scores = self._scores(result) if self.show_score.value else [[] for _ in result.notes]
+        t4 = time.perf_counter()
 
         stem = file_stem(key.removeprefix(UPLOAD_PREFIX))
         top_p = "off" if settings["top_p"] is None else f"{settings['top_p']:.2f}"
@@ -362,7 +388,7 @@ class GenerationUI:
         outputs.append(
             _bundle({"image/png": png, "text/plain": f"<piano rolls of {len(result)} variations>"})
         )
-        for i, (player, pm) in enumerate(zip(players, result.midi, strict=True)):
+        for i, (player, pm, score) in enumerate(zip(players, result.midi, scores, strict=True)):
             link = midi_download_link(
                 midi_to_bytes(pm),
                 f"{stem}_seed{result.seed}_v{i + 1}.mid",
@@ -374,6 +400,7 @@ class GenerationUI:
                     {"text/html": player._repr_html_(), "text/plain": f"<audio: variation {i + 1}>"}
                 )
             )
+            outputs.extend(score)
         outputs.append(
             _html(
                 "<b>degeneration measures</b> (continuation only; real "
@@ -381,6 +408,10 @@ class GenerationUI:
             )
         )
         outputs.append(_bundle({"text/html": table.to_html(), "text/plain": table.to_string()}))
+        # Empty first: a click that repeats the last settings and seed builds equal outputs,
+        # and traitlets sends nothing for an equal value, so the browser would keep the old
+        # output area and show no sign that the click did anything.
+        self.output.outputs = ()
         self.output.outputs = tuple(outputs)
 
         self.last_result, self.last_audio, self.last_error = result, waves, None
@@ -388,14 +419,50 @@ class GenerationUI:
             "generate": t1 - t0,
             "audio": t2 - t1,
             "plots": t3 - t2,
+            "scores": t4 - t3,
             "total": time.perf_counter() - t0,
         }
+        scored = f", scores {t4 - t3:.2f} s" if self.show_score.value else ""
         self.status.value = (
             f"done in {self.last_timings['total']:.2f} s (generation "
-            f"{t1 - t0:.2f} s, audio {t2 - t1:.2f} s, "
+            f"{t1 - t0:.2f} s, audio {t2 - t1:.2f} s{scored}, "
             f"{audio_backend()} synthesizer)"
         )
         return result
+
+    def _scores(self, result: GenerationResult) -> list[list[dict]]:
+        """The outputs of each variation's score: the SVG (primer, then the continuation
+        coloured) and a note when measures were left out, or a short message where it
+        could not be engraved (the rest of the result still shows)."""
+        out = []
+        for i, notes in enumerate(result.notes):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    svg = score_svg(
+                        notes,
+                        split_at=result.split_at,
+                        grid=SCORE_GRID,
+                        max_measures=SCORE_MAX_MEASURES,
+                    )
+                except Exception as exc:  # a score is a view: never lose the result for it
+                    out.append(
+                        [
+                            _html(
+                                f"<i>variation {i + 1}: no score "
+                                f"({html.escape(type(exc).__name__)}: {html.escape(str(exc))})</i>"
+                            )
+                        ]
+                    )
+                    continue
+            shown = [_bundle({"image/svg+xml": svg, "text/plain": f"<score: variation {i + 1}>"})]
+            shown += [
+                _html(f"<i>variation {i + 1}: {html.escape(str(w.message))}</i>")
+                for w in caught
+                if "max_measures" in str(w.message)
+            ]
+            out.append(shown)
+        return out
 
     def _piano_rolls(self, result: GenerationResult, title: str) -> str:
         """Base64 PNG of one piano roll per variation (no pyplot: nothing leaks into

@@ -16,9 +16,12 @@ import pretty_midi
 import pytest
 import torch
 
+from melody_utils import widgets
 from melody_utils.data import Normalizer
 from melody_utils.generate import primers_from_pieces
+from melody_utils.metrics import CopyIndex, copy_reference
 from melody_utils.model import MelodyLSTM
+from melody_utils.notation import HIGHLIGHT_COLOR
 from melody_utils.widgets import UPLOAD_PREFIX, GenerationUI
 
 
@@ -115,7 +118,7 @@ def test_click_produces_rolls_audio_links_and_stats(ui):
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
     table = next(h for h in outputs_with(ui, "text/html") if "<table" in h)
     assert "variation 2" in table and "real (mean of" in table and "pitch-class entropy" in table
-    assert set(ui.last_timings) == {"generate", "audio", "plots", "total"}
+    assert set(ui.last_timings) == {"generate", "audio", "plots", "scores", "total"}
 
 
 def test_same_seed_same_notes_through_the_ui(ui):
@@ -258,3 +261,69 @@ def test_copy_check_appears_in_the_stats_when_training_pieces_are_given(parts, m
     assert result.copies and result.stats[0]["copied_run"] == result.copies[0].length
     table = outputs_with(ui, "text/plain")[-1]
     assert "longest run of pitches also in the training set" in table
+    # the real column averages like its other rows: windows within a piece, then pieces
+    ref = copy_reference(ui.copy_index, test, 16)
+    by_piece: dict[str, list[int]] = {}
+    for pid, run in zip(ref.piece_ids, ref.runs, strict=True):
+        by_piece.setdefault(pid, []).append(int(run))
+    want = np.mean([np.mean(runs) for runs in by_piece.values()])
+    assert ui._reference(16)["copied_run"] == pytest.approx(want)
+
+
+def test_show_score_engraves_each_variation_only_when_ticked(ui):
+    ui.n_variations.value = 2
+    ui.seed.value = 3
+    assert not ui.show_score.value  # off by default: a click stays fast
+    ui.generate()
+    assert outputs_with(ui, "image/svg+xml") == []
+    assert "scores" not in ui.status.value
+    without = [o["data"]["text/plain"] for o in ui.output.outputs]
+
+    ui.show_score.value = True  # what ticking the box does
+    ui.generate()
+    assert ui.last_error is None
+    svgs = outputs_with(ui, "image/svg+xml")
+    assert len(svgs) == 2
+    for svg, notes in zip(svgs, ui.last_result.notes, strict=True):
+        assert svg.lstrip().startswith("<svg") and "data-pname" in svg  # engraved notes
+        assert HIGHLIGHT_COLOR in svg.lower()  # the continuation is coloured
+        assert svg.count("data-pname") >= notes["pitch"].nunique()
+    # each score follows its variation's audio player; the table stays last
+    plain = [o["data"]["text/plain"] for o in ui.output.outputs]
+    assert plain.index("<score: variation 1>") == plain.index("<audio: variation 1>") + 1
+    assert plain.index("<score: variation 2>") == plain.index("<audio: variation 2>") + 1
+    assert plain[-1] == without[-1] and "real (mean of" in outputs_with(ui, "text/html")[-1]
+    assert ui.last_timings["scores"] > 0 and "scores" in ui.status.value
+
+    ui.show_score.value = False  # untick: the next click shows no score again
+    ui.generate()
+    assert outputs_with(ui, "image/svg+xml") == []
+
+
+def test_a_score_that_cannot_be_engraved_is_a_note_not_an_error(ui, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no engraver today")
+
+    monkeypatch.setattr(widgets, "score_svg", broken)
+    ui.show_score.value = True
+    result = ui.generate()
+    assert result is not None and ui.last_error is None
+    assert outputs_with(ui, "image/svg+xml") == []
+    assert any("no engraver today" in h for h in outputs_with(ui, "text/html"))
+    assert len(outputs_with(ui, "image/png")) == 1  # the piano rolls still show
+
+
+def test_training_may_be_a_ready_copy_index(parts):
+    model, normalizer, test = parts
+    index = CopyIndex(test[5:40])
+    ui = GenerationUI(model, normalizer, test[:2], training=index)
+    assert ui.copy_index is index
+
+
+def test_a_repeated_click_redraws_the_output_area(ui):
+    ui.generate()
+    sent = []  # what the kernel sends to the browser: every change of the outputs
+    ui.output.observe(lambda change: sent.append(len(change["new"])), names="outputs")
+    ui.generate()  # same settings, same seed: the same outputs, built again
+    assert ui.last_error is None
+    assert sent == [0, len(ui.output.outputs)] and sent[-1] > 0
