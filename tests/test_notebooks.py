@@ -104,3 +104,28 @@ def test_widget_outputs_have_stored_state(path):
     state = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
     missing = views - set(state.get("state", {}))
     assert not missing, f"{len(missing)} widget views without stored state"
+
+
+def exercises(nb: dict) -> list[str]:
+    """The numbered items of a notebook's "## Exercises" section."""
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and "## Exercises" in src:
+            body = src.split("## Exercises", 1)[1].split("\n## ", 1)[0]
+            return re.split(r"\n(?=\d+\. )", "\n" + body)[1:]
+    return []
+
+
+@pytest.mark.parametrize("path", MAIN, ids=lambda p: p.name)
+def test_every_exercise_has_a_hint_an_expected_outcome_and_a_solution(path):
+    items = exercises(load(path))
+    assert len(items) >= 3, "a course needs exercises"
+    for item in items:
+        first = item.strip().splitlines()[0]
+        assert "*Hint" in item, f"no hint: {first}"
+        assert "*Expected" in item, f"no expected outcome: {first}"
+    solutions = path.parent / "solutions" / f"{path.stem}_solutions.ipynb"
+    assert solutions.exists(), f"no worked solutions for {path.name}"
+    text = "\n".join("".join(c["source"]) for c in load(solutions)["cells"])
+    for k in range(1, len(items) + 1):
+        assert re.search(rf"(?m)^#+ .*\b{k}\b", text), f"{solutions.name}: no heading for {k}"
