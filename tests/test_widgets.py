@@ -327,3 +327,28 @@ def test_a_repeated_click_redraws_the_output_area(ui):
     ui.generate()  # same settings, same seed: the same outputs, built again
     assert ui.last_error is None
     assert sent == [0, len(ui.output.outputs)] and sent[-1] > 0
+
+
+def test_the_categorical_time_variant_plays_through_the_ui(parts, bach_splits, monkeypatch):
+    """Notebook 06's variant (a distribution over time classes) works in the widget too:
+    every generated step is one of its class values."""
+    from melody_utils.config import CHORD_SNAP
+    from melody_utils.data import fit_time_classes
+    from melody_utils.model import ModelConfig
+
+    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "builtin")
+    _, normalizer, test = parts
+    torch.manual_seed(0)
+    model = MelodyLSTM(ModelConfig(time_head="categorical", time_classes=8)).eval()
+    model.set_time_classes(fit_time_classes(bach_splits["train"][:20], normalizer, 8))
+    ui = GenerationUI(
+        model, normalizer, primers_from_pieces(test[:2]), n_notes=12, sample_rate=8000
+    )
+    ui.n_variations.value = 2
+    ui.generate_button.click()
+    assert ui.last_error is None and len(ui.last_result.midi) == 2
+    values = normalizer.inverse_transform(np.stack([model.step_values.numpy()] * 3, axis=1))[:, 0]
+    allowed = np.where(values < CHORD_SNAP, 0.0, np.minimum(values, 4.0))
+    steps = ui.last_result.continuation(1)["step"].to_numpy()
+    assert np.all(np.min(np.abs(steps[:, None] - allowed[None, :]), axis=1) < 1e-6)
+    assert len(outputs_with(ui, "text/html")) >= 2
