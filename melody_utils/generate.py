@@ -33,7 +33,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from math import nan
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +42,7 @@ import torch
 from .config import CHORD_SNAP, CONT_FEATURES, SEQ_LEN
 from .corpus import Piece
 from .data import Normalizer
-from .metrics import CopyIndex, degeneration_stats, flam_rate, stats_table
+from .metrics import CopyIndex, degeneration_stats, rhythm_stats, stats_table
 from .model import MelodyLSTM
 from .notes import PIANO_PROGRAM, check_pitch_range, midi_to_bytes, notes_to_midi
 
@@ -505,7 +504,7 @@ def generate(
     copies = []
     for tab in tables:
         cont = tab.iloc[window:]
-        row = {**degeneration_stats(cont), "flam_rate": flam_rate(cont) if len(cont) > 1 else nan}
+        row = {**degeneration_stats(cont), **rhythm_stats(cont)}
         if copy_index is not None:
             copies.append(copy_index.longest_match(cont))
             row["copied_run"] = float(copies[-1].length)

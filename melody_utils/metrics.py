@@ -172,7 +172,7 @@ def reference_stats(
         if k == 0:
             continue
         windows = [table.iloc[i * length : (i + 1) * length] for i in range(k)]
-        rows = [{**degeneration_stats(w), **_rhythm_stats(w)} for w in windows]
+        rows = [{**degeneration_stats(w), **rhythm_stats(w)} for w in windows]
         n_windows += k
         per_piece.append({m: float(np.nanmean([r[m] for r in rows])) for m in rows[0]})
     out = {m: float(np.nanmean([r[m] for r in per_piece])) for m in per_piece[0]}
@@ -181,7 +181,7 @@ def reference_stats(
     return out
 
 
-def _rhythm_stats(notes: object) -> dict[str, float]:
+def rhythm_stats(notes: object) -> dict[str, float]:
     """``{"flam_rate": ...}`` for a note table with steps; empty for bare pitches."""
     table = getattr(notes, "notes", notes)
     if isinstance(table, pd.DataFrame) and "step" in table.columns:
