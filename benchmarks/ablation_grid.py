@@ -42,6 +42,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.steps < 8:
         ap.error("--steps must be at least 8")
+    if args.threads < 1:
+        ap.error("--threads must be at least 1")
+    if any(s < 0 for s in args.seeds):
+        ap.error("--seeds must be non-negative integers")
     torch.set_num_threads(args.threads)
     prep = prepare("bach", split_seed=0, progress=False)
     train_w, test_w = prep.windows["train"], prep.windows["test"]
