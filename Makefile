@@ -21,6 +21,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# tinysoundfont's only dependency, pyaudio, is for live playback (needs PortAudio);
+	# offline rendering needs none, so it is installed without it.
+	$(PY) -m pip install --quiet --no-deps tinysoundfont==0.3.7
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -42,7 +45,7 @@ notebooks: $(STAMP)
 	$(PY) tools/execute_notebooks.py notebooks/*.ipynb
 
 clean-cache:
-	@if [ -x $(PY) ]; then $(PY) -c "from melody_utils.corpus import clear_cache; \
+	@if [ -x $(PY) ]; then $(PY) -c "from melody_utils.data import clear_cache; \
 	  print(f'removed {len(clear_cache())} cache files')"; else rm -rf data/cache; fi
 
 clean: clean-cache

@@ -1,7 +1,6 @@
-"""Project-wide settings: paths, the fast (test) mode and the compute device.
+"""Project-wide settings: paths, the sizes every module shares, the fast mode and the device.
 
-Introduced in notebook 01; every other module and notebook reads these instead of
-hard-coding paths or devices.
+Introduced in notebook 01; every other module reads these instead of hard-coding them.
 """
 
 from __future__ import annotations
@@ -11,33 +10,29 @@ from pathlib import Path
 
 import torch
 
-#: The package's folder, and the repository around it when run from a checkout.
+__version__ = "0.3.0"
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 #: True in a checkout of the repository; False when installed with ``pip install .``.
 IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "notebooks").is_dir()
-#: The committed pretrained checkpoints ship inside the package (so ``pip install .``
-#: has them too).
+#: The committed checkpoints ship inside the package (``pip install .`` has them too).
 PRETRAINED_DIR = PACKAGE_DIR / "pretrained"
-#: Where the parse cache lives by default: ``data/cache`` in a checkout, the user's
-#: cache folder otherwise (``MELODY_CACHE_DIR`` overrides both).
-DATA_DIR = (
-    REPO_ROOT / "data"
-    if IN_CHECKOUT
-    else (Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "melody-lstm")
-)
-#: Where the main job writes checkpoints, CSVs, plots and generated music:
-#: ``outputs/`` of the checkout, or of the current folder for an installed package.
+#: The embedded corpus (``data/bach_chorales.csv.gz``), in a checkout.
+DATA_DIR = REPO_ROOT / "data"
+#: Where the main job writes: ``outputs/`` of the checkout, else of the current folder.
 OUTPUT_DIR = REPO_ROOT / "outputs" if IN_CHECKOUT else Path("outputs")
 
 #: Window length (input notes) and the continuous features, in this order everywhere.
 SEQ_LEN = 32
 CONT_FEATURES = ("step", "duration", "velocity")
-#: Size of the pitch vocabulary: MIDI pitches 0..127.
+#: The pitch vocabulary: MIDI pitches 0..127.
 N_PITCHES = 128
-#: Two notes whose onsets are closer than this (seconds) start together: chord tones.
-#: Generation snaps shorter steps to 0 and the metrics count them as chord tones.
+#: The one rhythm rule. Onsets closer than ``CHORD_SNAP`` seconds start together (chord
+#: tones: generation snaps such steps to 0, the metrics count them as chords); a step of
+#: ``CHORD_SNAP`` up to ``FLAM_MAX`` is a flam, neither together nor a note value.
 CHORD_SNAP = 0.01
+FLAM_MAX = 0.1
 
 
 def _flag(name: str) -> bool:
@@ -50,9 +45,14 @@ def fast_mode() -> bool:
 
 
 def cache_dir() -> Path:
-    """Folder of the parsed-corpus cache: ``MELODY_CACHE_DIR``, else ``data/cache``."""
+    """Folder of the parse cache: ``MELODY_CACHE_DIR``, else ``data/cache`` in a checkout,
+    else the user's cache folder."""
     env = os.environ.get("MELODY_CACHE_DIR", "").strip()
-    return Path(env).expanduser() if env else DATA_DIR / "cache"
+    if env:
+        return Path(env).expanduser()
+    if IN_CHECKOUT:
+        return DATA_DIR / "cache"
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "melody-lstm"
 
 
 def cache_enabled() -> bool:
@@ -61,40 +61,39 @@ def cache_enabled() -> bool:
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """Pick the compute device: CUDA when present, else Apple MPS, else CPU.
+    """CUDA when present, else Apple MPS, else the CPU.
 
-    ``prefer`` (or the ``MELODY_DEVICE`` environment variable) forces one, e.g. ``"cpu"``.
-    Asking for a device that is not available raises a clear error instead of
-    silently falling back.
+    ``prefer`` (or ``MELODY_DEVICE``) forces one, e.g. ``"cpu"`` or ``"cuda:1"``; asking for
+    a device that is not there is an error, never a silent fallback.
     """
     choice = (prefer or os.environ.get("MELODY_DEVICE") or "").strip()
-    if choice:
-        try:
-            dev = torch.device(choice)
-        except RuntimeError:
-            raise ValueError(f"unknown device {choice!r}; use cpu, cuda, cuda:N or mps") from None
-        if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                raise RuntimeError(f"device {choice!r} was requested but CUDA is not available")
-            if dev.index is not None and dev.index >= torch.cuda.device_count():
-                raise RuntimeError(
-                    f"device {choice!r} was requested but only "
-                    f"{torch.cuda.device_count()} CUDA device(s) exist"
-                )
-        elif dev.type == "mps" and not torch.backends.mps.is_available():
-            raise RuntimeError(f"device {choice!r} was requested but MPS is not available")
-        elif dev.type not in ("cpu", "cuda", "mps"):
-            raise ValueError(f"unsupported device {choice!r}; use cpu, cuda, cuda:N or mps")
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    if not choice:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(choice)
+    except RuntimeError:
+        raise ValueError(f"unknown device {choice!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {choice!r}; use cpu, cuda, cuda:N or mps")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {choice!r} was requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RuntimeError(
+            f"device {choice!r} was requested but only {torch.cuda.device_count()} "
+            "CUDA device(s) exist"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device {choice!r} was requested but MPS is not available")
+    return dev
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and PyTorch (and cuDNN determinism); return a seeded generator."""
+    """Seed Python, NumPy and PyTorch (cuDNN deterministic on a GPU); return a seeded
+    ``torch.Generator`` for the demos' own draws."""
     import random
 
     import numpy as np
@@ -103,7 +102,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)

@@ -1,29 +1,30 @@
-"""The next-note model of the SPEC (introduced in notebook 02).
+"""The card's next-note model (notebook 02) and its variants (notebook 06).
 
-``MelodyLSTM`` maps 32 notes, ``pitch_seq (B, 32)`` int64 and ``cont_seq (B, 32, 3)``
-float32, to the next note's ``pitch_logits (B, 128)`` and ``cont_pred (B, 3)``::
+``MelodyLSTM`` maps ``pitch_seq (B, 32)`` int64 and ``cont_seq (B, 32, 3)`` float32 to the
+next note's ``pitch_logits (B, 128)`` and ``cont_pred (B, 3)``::
 
     Embedding(128, 96) -> Dropout(0.15) -> cat with cont_seq (99)
     -> LSTM(99, 320, num_layers=3, dropout=0.35, batch_first=True) -> last step
     -> LayerNorm(320) -> Linear(320, 128) and Linear(320, 3)
 
-The model card printed wrong LSTM parameter counts; :func:`parameter_table` gives
-the true ones with the formula behind each.
+The card's LSTM parameter counts were wrong; :func:`parameter_table` gives the true ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import CONT_FEATURES, N_PITCHES, SEQ_LEN
-from .notes import check_pitch_range
+from .config import CHORD_SNAP, N_PITCHES, SEQ_LEN
+from .data import Normalizer, Piece, raw_features
 
-#: What the original model card claimed, per layer (None: it gave no number).
+#: What the card claimed, per layer (None: it gave no number).
 CARD_COUNTS = {
     "embedding": 12_288,
     "lstm layer 1": 171_520,
@@ -33,107 +34,76 @@ CARD_COUNTS = {
     "pitch head": 41_088,
     "cont head": 963,
 }
+_CHOICES = {
+    "pitch_input": ("embedding", "onehot", "scalar"),
+    "cell": ("lstm", "gru"),
+    "time_head": ("regression", "categorical"),
+}
+
+
+def _whole(value: object, low: int = 1, high: float = float("inf")) -> bool:
+    """An int (not a bool) in ``low..high``."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _real(value: object, low: float, high: float) -> bool:
+    """A number (not a bool) in ``[low, high)``."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value < high
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of :class:`MelodyLSTM`; the defaults are the SPEC's, written only here.
-
-    ``seq_len`` fixes the window length that ``forward`` accepts (``None`` accepts any
-    length).
-    """
+    """The sizes and design of :class:`MelodyLSTM` (defaults: the card's, written only here);
+    ``seq_len`` is the window length ``forward`` accepts (None: any). Variants (notebook 06):
+    ``pitch_input`` ``"onehot"`` or ``"scalar"`` (pitch / 127, the TensorFlow tutorial's);
+    ``cont_inputs`` False feeds the pitch alone; ``cell`` ``"gru"``; ``layer_norm`` False;
+    ``time_head`` ``"categorical"``: step and duration as distributions over
+    ``time_classes`` classes (velocity still regressed). A bad field is a ValueError."""
 
     vocab_size: int = N_PITCHES
     embed_dim: int = 96
-    n_cont: int = len(CONT_FEATURES)
+    n_cont: int = 3
     hidden_size: int = 320
     num_layers: int = 3
     embed_dropout: float = 0.15
     lstm_dropout: float = 0.35
     seq_len: int | None = SEQ_LEN
-    #: Standard deviation of the embedding's random start, N(0, std²). PyTorch's default
-    #: is 1; with 0.1 what training writes dominates the table (notebook 04; the recipe
-    #: table in the README). A recipe choice, not the architecture: same parameters.
+    #: The embedding starts N(0, std²), PyTorch's N(0, 1): a recipe choice (notebook 03).
     embed_init_std: float = 0.1
-    # ---- variants beyond the card (notebook 06); the defaults are the card's model ----
-    #: How a pitch enters: "embedding" (the card's learned 96-D table), "onehot" (a fixed
-    #: 128-D one-hot vector) or "scalar" (pitch / 127, the TensorFlow tutorial's input).
     pitch_input: str = "embedding"
-    #: Whether the normalized step, duration and velocity are inputs (False: pitch only).
     cont_inputs: bool = True
-    #: The recurrent cell: "lstm" (the card's) or "gru".
     cell: str = "lstm"
-    #: LayerNorm on the last hidden state (the card's) or nothing.
     layer_norm: bool = True
-    #: The time head: "regression" (the card's: step, duration and velocity regressed
-    #: with MSE) or "categorical" (a distribution over ``time_classes`` classes each for
-    #: step and duration; velocity is still regressed).
     time_head: str = "regression"
     time_classes: int = 32
 
-    @property
-    def is_card(self) -> bool:
-        """True for the card's architecture (whatever the sizes and the init scale)."""
-        return (self.pitch_input, self.cont_inputs, self.cell, self.layer_norm, self.time_head) == (
-            "embedding",
-            True,
-            "lstm",
-            True,
-            "regression",
-        )
+    def __post_init__(self) -> None:
+        rules = [  # fields, what each must be, the test
+            ("vocab_size embed_dim n_cont hidden_size num_layers", "a positive integer", _whole),
+            ("embed_dropout lstm_dropout", "a number in [0, 1)", lambda v: _real(v, 0, 1)),
+            ("embed_init_std", "a positive number", lambda v: v != 0 and _real(v, 0, 1e6)),
+            *((name, f"one of {opts}", opts.__contains__) for name, opts in _CHOICES.items()),
+            ("cont_inputs layer_norm", "True or False", lambda v: isinstance(v, bool)),
+            ("time_classes", "an integer in 2..255", lambda v: _whole(v, 2, 255)),
+            ("seq_len", "None or a positive integer", lambda v: v is None or _whole(v)),
+        ]
+        for names, want, test in rules:
+            for name in names.split():
+                value = getattr(self, name)
+                if not test(value):
+                    raise ValueError(f"ModelConfig.{name} must be {want}, got {value!r}")
 
     @property
-    def pitch_input_size(self) -> int:
-        return {"embedding": self.embed_dim, "onehot": self.vocab_size, "scalar": 1}[
-            self.pitch_input
-        ]
+    def is_card(self) -> bool:
+        """True for the card's design (whatever the sizes and the init scale)."""
+        design = (self.pitch_input, self.cont_inputs, self.cell, self.layer_norm, self.time_head)
+        return design == ("embedding", True, "lstm", True, "regression")
 
     @property
     def input_size(self) -> int:
         """Width of the recurrent layer's input: the pitch part plus the continuous one."""
-        return self.pitch_input_size + (self.n_cont if self.cont_inputs else 0)
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "embed_dim", "n_cont", "hidden_size", "num_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("embed_dropout", "lstm_dropout"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 <= value < 1:
-                raise ValueError(f"ModelConfig.{name} must lie in [0, 1), got {value!r}")
-        if isinstance(self.embed_init_std, bool) or not (
-            isinstance(self.embed_init_std, int | float) and 0 < self.embed_init_std < 1e6
-        ):
-            raise ValueError(
-                f"ModelConfig.embed_init_std must be a positive number, got {self.embed_init_std!r}"
-            )
-        for name, allowed in (
-            ("pitch_input", ("embedding", "onehot", "scalar")),
-            ("cell", ("lstm", "gru")),
-            ("time_head", ("regression", "categorical")),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
-                )
-        for name in ("cont_inputs", "layer_norm"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"ModelConfig.{name} must be True or False")
-        if (
-            isinstance(self.time_classes, bool)
-            or not isinstance(self.time_classes, int)
-            or not (2 <= self.time_classes <= 255)
-        ):
-            raise ValueError(
-                f"ModelConfig.time_classes must be an integer in 2..255, got {self.time_classes!r}"
-            )
-        if self.seq_len is not None and (
-            isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or self.seq_len < 1
-        ):
-            raise ValueError(
-                f"ModelConfig.seq_len must be None or a positive integer, got {self.seq_len!r}"
-            )
+        pitch = {"embedding": self.embed_dim, "onehot": self.vocab_size, "scalar": 1}
+        return pitch[self.pitch_input] + (self.n_cont if self.cont_inputs else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,280 +118,223 @@ class ModelConfig:
 
 
 class MelodyLSTM(nn.Module):
-    """Two-headed LSTM that predicts the next note's pitch and its step, duration, velocity.
+    """Two-headed LSTM: the next note's pitch and its step, duration and velocity.
 
-    ``MelodyLSTM()`` is the SPEC model; ``MelodyLSTM(config)`` takes a
-    :class:`ModelConfig`, and keyword arguments change single sizes of it
-    (``MelodyLSTM(hidden_size=64)``).
-    """
+    ``MelodyLSTM()`` is the card's model, ``MelodyLSTM(config)`` a :class:`ModelConfig`'s;
+    keywords change single fields (``hidden_size=64``). Layers keep the card's names (the
+    GRU variant's ``lstm`` holds an nn.GRU)."""
 
     def __init__(self, config: ModelConfig | None = None, **overrides: object):
         super().__init__()
         if config is not None and not isinstance(config, ModelConfig):
             raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
         try:
-            config = replace(config or ModelConfig(), **overrides)
-        except TypeError as exc:  # an unknown keyword
+            c = self.config = replace(config or ModelConfig(), **overrides)
+        except TypeError as exc:
             raise TypeError(f"MelodyLSTM: {exc}; sizes are the fields of ModelConfig") from None
-        c = self.config = config
-        # the card's layers keep the card's names (checkpoints and notebooks use them);
-        # in the GRU variant ``lstm`` holds an nn.GRU
-        self.embedding = (
-            nn.Embedding(c.vocab_size, c.embed_dim) if c.pitch_input == "embedding" else None
-        )
-        self.embed_dropout = nn.Dropout(c.embed_dropout)
-        cell = nn.LSTM if c.cell == "lstm" else nn.GRU
-        self.lstm = cell(
-            input_size=c.input_size,
-            hidden_size=c.hidden_size,
-            num_layers=c.num_layers,
-            dropout=c.lstm_dropout if c.num_layers > 1 else 0.0,
-            batch_first=True,
-        )
-        self.norm = nn.LayerNorm(c.hidden_size) if c.layer_norm else nn.Identity()
-        self.pitch_head = nn.Linear(c.hidden_size, c.vocab_size)
-        self.cont_head = nn.Linear(c.hidden_size, c.n_cont)
-        if c.time_head == "categorical":
-            k = c.time_classes
-            self.step_head = nn.Linear(c.hidden_size, k)
-            self.duration_head = nn.Linear(c.hidden_size, k)
-            # class edges and values in normalized units: set by set_time_classes (fitted
-            # on the training split) and saved with the weights
-            for name, n in (
-                ("step_edges", k - 1),
-                ("step_values", k),
-                ("duration_edges", k - 1),
-                ("duration_values", k),
-            ):
-                self.register_buffer(name, torch.full((n,), float("nan")))
-        if self.embedding is not None and c.embed_init_std != 1.0:
-            # scale PyTorch's N(0, 1) draw: the same random numbers, no extra draw, so a
-            # seed gives the same start whatever the scale (up to the factor)
-            with torch.no_grad():
-                self.embedding.weight.mul_(c.embed_init_std)
-
-    def check_inputs(self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor) -> None:
-        """Raise a clear TypeError/ValueError for a wrong dtype, shape or pitch range."""
-        c = self.config
-        if not isinstance(pitch_seq, torch.Tensor) or not isinstance(cont_seq, torch.Tensor):
-            raise TypeError(
-                "pitch_seq and cont_seq must be torch tensors, got "
-                f"{type(pitch_seq).__name__} and {type(cont_seq).__name__}"
-            )
-        if pitch_seq.dtype != torch.int64:
-            raise TypeError(
-                f"pitch_seq must be int64 (torch.long) MIDI pitches, got {pitch_seq.dtype}"
-            )
-        if not cont_seq.is_floating_point():
-            raise TypeError(f"cont_seq must be a float tensor, got {cont_seq.dtype}")
-        if pitch_seq.dim() != 2:
-            raise ValueError(
-                f"pitch_seq must have shape (batch, seq_len), got {tuple(pitch_seq.shape)}"
-            )
-        if cont_seq.dim() != 3 or cont_seq.shape[-1] != c.n_cont:
-            raise ValueError(
-                f"cont_seq must have shape (batch, seq_len, {c.n_cont}), "
-                f"got {tuple(cont_seq.shape)}"
-            )
-        if cont_seq.shape[:2] != pitch_seq.shape:
-            raise ValueError(
-                f"pitch_seq {tuple(pitch_seq.shape)} and cont_seq "
-                f"{tuple(cont_seq.shape)} disagree on (batch, seq_len)"
-            )
-        if c.seq_len is not None and pitch_seq.shape[1] != c.seq_len:
-            raise ValueError(
-                f"this model takes windows of {c.seq_len} notes, got {pitch_seq.shape[1]}"
-            )
-        if pitch_seq.shape[0] == 0:
-            raise ValueError("the batch is empty (0 windows)")
-        check_pitch_range(pitch_seq, "pitch_seq values", n_pitches=c.vocab_size)
-        if not bool(torch.isfinite(cont_seq).all()):
-            raise ValueError("cont_seq holds NaN or infinite values")
-
-    def features(
-        self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor, from_step: int | None = None
-    ) -> torch.Tensor:
-        """The normalized hidden state the heads read: after the last step ``(B, H)``, or
-        at every step ``from_step .. T-1`` ``(B, T - from_step, H)``. No input checks."""
-        c = self.config
+        self.embedding = None
         if c.pitch_input == "embedding":
-            pitch = self.embedding(pitch_seq)  # (B, T, 96)
-        elif c.pitch_input == "onehot":
-            pitch = F.one_hot(pitch_seq, c.vocab_size).to(cont_seq.dtype)  # (B, T, 128)
-        else:
-            pitch = (pitch_seq.to(cont_seq.dtype) / (c.vocab_size - 1)).unsqueeze(-1)  # (B, T, 1)
-        pitch = self.embed_dropout(pitch)
-        x = torch.cat([pitch, cont_seq.to(pitch.dtype)], dim=-1) if c.cont_inputs else pitch
-        out, _ = self.lstm(x)  # (B, T, 320)
-        if from_step is None:
-            return self.norm(out[:, -1, :])  # (B, 320)
-        if not 0 <= from_step < out.shape[1]:
-            raise ValueError(f"from_step must lie in 0..{out.shape[1] - 1}, got {from_step}")
-        return self.norm(out[:, from_step:, :])  # (B, T - from_step, 320)
-
-    def forward(
-        self,
-        pitch_seq: torch.Tensor,
-        cont_seq: torch.Tensor,
-        check: bool = True,
-        from_step: int | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(pitch_logits (B, vocab), cont_pred (B, n_cont))``: the card's
-        prediction of the next note, from the LSTM's output after the last step.
-
-        ``from_step=k`` returns the same LayerNorm and heads applied at every time step
-        ``k .. T-1`` instead, shapes ``(B, T-k, vocab)`` and ``(B, T-k, n_cont)``: the
-        output at step ``t`` has read notes ``0..t`` and predicts note ``t+1`` (the
-        ``"all"`` training objective; ``from_step = T-1`` is the last step alone).
-        ``check=False`` skips input validation (the training loop's hot path, where the
-        windows were validated once when made).
-
-        With a categorical time head, ``cont_pred``'s step and duration are the means of
-        the predicted class distributions (in normalized units, so that the MSE compares
-        with the card's regression); :meth:`time_logits` gives the distributions.
-        """
-        if check:
-            self.check_inputs(pitch_seq, cont_seq)
-        h = self.features(pitch_seq, cont_seq, from_step)
-        return self.pitch_head(h), self.cont_prediction(h)
-
-    # ------------------------------------------------------------------ time head
+            self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
+            with torch.no_grad():  # the same random draw, scaled: a seed gives the same start
+                self.embedding.weight.mul_(c.embed_init_std)
+        self.embed_dropout = nn.Dropout(c.embed_dropout)
+        cell, hidden = (nn.LSTM if c.cell == "lstm" else nn.GRU), c.hidden_size
+        dropout = c.lstm_dropout if c.num_layers > 1 else 0.0
+        self.lstm = cell(c.input_size, hidden, c.num_layers, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(hidden) if c.layer_norm else nn.Identity()
+        self.pitch_head = nn.Linear(hidden, c.vocab_size)
+        self.cont_head = nn.Linear(hidden, c.n_cont)
+        if self.categorical_time:
+            k = c.time_classes
+            self.step_head = nn.Linear(hidden, k)
+            self.duration_head = nn.Linear(hidden, k)
+            # class edges and values in normalized units, fitted on the training split
+            for kind, n in (("edges", k - 1), ("values", k)):
+                for name in ("step", "duration"):
+                    self.register_buffer(f"{name}_{kind}", torch.full((n,), float("nan")))
 
     @property
     def categorical_time(self) -> bool:
         return self.config.time_head == "categorical"
 
-    def cont_prediction(self, h: torch.Tensor) -> torch.Tensor:
-        """The normalized ``[step, duration, velocity]`` the heads predict from ``h``."""
-        cont = self.cont_head(h)
-        if not self.categorical_time:
-            return cont
-        self._check_time_classes()
-        step_logits, dur_logits = self.time_logits(h)
-        step = (step_logits.float().softmax(-1) * self.step_values).sum(-1)
-        dur = (dur_logits.float().softmax(-1) * self.duration_values).sum(-1)
-        return torch.stack([step.to(cont.dtype), dur.to(cont.dtype), cont[..., 2]], dim=-1)
+    def check_inputs(self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor) -> None:
+        """A clear TypeError or ValueError for a wrong type, dtype, shape or pitch."""
+        c = self.config
+        if not isinstance(pitch_seq, torch.Tensor) or not isinstance(cont_seq, torch.Tensor):
+            kinds = f"{type(pitch_seq).__name__} and {type(cont_seq).__name__}"
+            raise TypeError(f"pitch_seq and cont_seq must be torch tensors, got {kinds}")
+        if pitch_seq.dtype != torch.int64:
+            raise TypeError(f"pitch_seq must be int64 (torch.long) pitches, got {pitch_seq.dtype}")
+        if not cont_seq.is_floating_point():
+            raise TypeError(f"cont_seq must be a float tensor, got {cont_seq.dtype}")
+        p_shape, c_shape = tuple(pitch_seq.shape), tuple(cont_seq.shape)
+        if len(p_shape) != 2 or c_shape != (*p_shape, c.n_cont):
+            want = f"pitch_seq (batch, seq_len) and cont_seq (batch, seq_len, {c.n_cont})"
+            raise ValueError(f"need {want}, got {p_shape} and {c_shape}")
+        if c.seq_len is not None and p_shape[1] != c.seq_len:
+            raise ValueError(f"this model takes windows of {c.seq_len} notes, got {p_shape[1]}")
+        if p_shape[0] == 0:
+            raise ValueError("the batch is empty (0 windows)")
+        low, high = int(pitch_seq.min()), int(pitch_seq.max())
+        if low < 0 or high >= c.vocab_size:
+            raise ValueError(f"pitch_seq must lie in 0..{c.vocab_size - 1}, found {low}..{high}")
+        if not bool(torch.isfinite(cont_seq).all()):
+            raise ValueError("cont_seq holds NaN or infinite values")
+
+    def encode(self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor) -> torch.Tensor:
+        """The recurrent layer's input ``(B, T, input_size)``: the pitch part (embedding,
+        one-hot or scalar, then dropout) and, unless turned off, ``cont_seq`` after it."""
+        c = self.config
+        if c.pitch_input == "embedding":
+            pitch = self.embedding(pitch_seq)
+        elif c.pitch_input == "onehot":
+            pitch = F.one_hot(pitch_seq, c.vocab_size).to(cont_seq.dtype)
+        else:
+            pitch = (pitch_seq.to(cont_seq.dtype) / (c.vocab_size - 1)).unsqueeze(-1)
+        pitch = self.embed_dropout(pitch)
+        return torch.cat([pitch, cont_seq.to(pitch.dtype)], dim=-1) if c.cont_inputs else pitch
+
+    def features(self, pitch_seq, cont_seq, from_step: int | None = None) -> torch.Tensor:
+        """The normalized state the heads read: after the last step ``(B, H)``, or at every
+        step ``from_step .. T-1`` ``(B, T - from_step, H)``. No input checks."""
+        out, _ = self.lstm(self.encode(pitch_seq, cont_seq))
+        if from_step is None:
+            return self.norm(out[:, -1])
+        if not 0 <= from_step < out.shape[1]:
+            raise ValueError(f"from_step must lie in 0..{out.shape[1] - 1}, got {from_step}")
+        return self.norm(out[:, from_step:])
+
+    def next_note(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pitch_logits, cont_pred)`` of the heads on ``h``; a categorical time head gives
+        the means of its class distributions as step and duration (normalized units)."""
+        logits, cont = self.pitch_head(h), self.cont_head(h)
+        if self.categorical_time:
+            step_logits, duration_logits = self.time_logits(h)
+            step = (step_logits.float().softmax(-1) * self.step_values).sum(-1)
+            duration = (duration_logits.float().softmax(-1) * self.duration_values).sum(-1)
+            cont = torch.stack([step.to(cont.dtype), duration.to(cont.dtype), cont[..., 2]], -1)
+        return logits, cont
+
+    def forward(self, pitch_seq, cont_seq, check: bool = True, from_step: int | None = None):
+        """``(pitch_logits (B, vocab), cont_pred (B, n_cont))``, the next note after the last
+        step; ``from_step=k``: at every step ``k .. T-1`` (``(B, T-k, ...)``, step ``t``
+        predicts note ``t+1``). ``check=False`` skips :meth:`check_inputs` (training)."""
+        if check:
+            self.check_inputs(pitch_seq, cont_seq)
+        return self.next_note(self.features(pitch_seq, cont_seq, from_step))
 
     def time_logits(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(step_logits, duration_logits)`` over the time classes (categorical head)."""
         if not self.categorical_time:
             raise RuntimeError("this model regresses time; it has no time classes")
+        if not bool(torch.isfinite(self.step_edges).all()):
+            fix = "set_time_classes(fit_time_classes(train_pieces, normalizer))"
+            raise RuntimeError(f"the categorical time head has no classes yet: call {fix}")
         return self.step_head(h), self.duration_head(h)
 
     def set_time_classes(self, classes: dict[str, torch.Tensor]) -> None:
-        """Install the class edges and values (normalized units) of the categorical time
-        head, from :func:`melody_utils.data.fit_time_classes`."""
+        """Install the class edges and values of :func:`fit_time_classes`."""
         if not self.categorical_time:
             raise RuntimeError("set_time_classes needs ModelConfig(time_head='categorical')")
         for name in ("step_edges", "step_values", "duration_edges", "duration_values"):
-            value = torch.as_tensor(classes[name], dtype=torch.float32)
-            buffer = getattr(self, name)
+            value, buffer = torch.as_tensor(classes[name], dtype=torch.float32), getattr(self, name)
             if value.shape != buffer.shape or not torch.isfinite(value).all():
                 raise ValueError(f"{name} must be {tuple(buffer.shape)} finite values")
-            buffer.copy_(value.to(buffer.device))
+            buffer.copy_(value)
 
     def time_classes_of(self, cont: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The step and duration class of normalized ``cont (..., 3)`` (training targets)."""
-        self._check_time_classes()
-        return (
-            torch.bucketize(cont[..., 0].contiguous(), self.step_edges, right=True),
-            torch.bucketize(cont[..., 1].contiguous(), self.duration_edges, right=True),
-        )
+        """The step and duration class of normalized ``cont (..., 3)``."""
+        step = torch.bucketize(cont[..., 0].contiguous(), self.step_edges, right=True)
+        return step, torch.bucketize(cont[..., 1].contiguous(), self.duration_edges, right=True)
 
-    def _check_time_classes(self) -> None:
-        if not bool(torch.isfinite(self.step_edges).all()):
-            raise RuntimeError(
-                "the categorical time head has no classes yet: call "
-                "set_time_classes(fit_time_classes(train_pieces, normalizer))"
-            )
-
-    def head_loss(
-        self, h: torch.Tensor, target_pitch: torch.Tensor, target_cont: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(pitch cross-entropy, time loss)`` of the heads on ``h`` against the targets,
-        averaged over every position. The time loss is the MSE of the three regressed
-        values (the card's) or, with a categorical time head, the mean of the step and
-        duration cross-entropies plus the velocity's MSE."""
-        logits = self.pitch_head(h)
-        ce = F.cross_entropy(logits.float().flatten(0, -2), target_pitch.flatten())
+    def head_loss(self, h, target_pitch, target_cont) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pitch cross-entropy, time loss)`` over every position; the time loss is the MSE
+        of the three values, or (categorical) the mean step/duration CE plus velocity MSE."""
+        ce = F.cross_entropy(self.pitch_head(h).float().flatten(0, -2), target_pitch.flatten())
         if not self.categorical_time:
             return ce, F.mse_loss(self.cont_head(h).float(), target_cont)
-        step_cls, dur_cls = self.time_classes_of(target_cont)
-        step_logits, dur_logits = self.time_logits(h)
-        time_ce = 0.5 * (
-            F.cross_entropy(step_logits.float().flatten(0, -2), step_cls.flatten())
-            + F.cross_entropy(dur_logits.float().flatten(0, -2), dur_cls.flatten())
-        )
-        vel = F.mse_loss(self.cont_head(h)[..., 2].float(), target_cont[..., 2])
-        return ce, time_ce + vel
+        pairs = zip(self.time_logits(h), self.time_classes_of(target_cont), strict=True)
+        time_ce = sum(F.cross_entropy(lg.float().flatten(0, -2), k.flatten()) for lg, k in pairs)
+        return ce, time_ce / 2 + F.mse_loss(self.cont_head(h)[..., 2].float(), target_cont[..., 2])
+
+
+def build_model(
+    config: ModelConfig | None = None, seed: int = 0, time_classes: dict | None = None
+) -> MelodyLSTM:
+    """A fresh model drawn after ``torch.manual_seed(seed)`` (the global random state is left
+    as it was), so a config and seed always give the same start (notebook 04 relies on it).
+    A categorical time head needs ``time_classes``, else ValueError."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MelodyLSTM(config)
+    if model.categorical_time:
+        if time_classes is None:
+            raise ValueError("a categorical time head needs time_classes (fit_time_classes)")
+        model.set_time_classes(time_classes)
+    return model
+
+
+def fit_time_classes(
+    pieces: Sequence[Piece], normalizer: Normalizer, n_classes: int = 32, longest: float = 8.0
+) -> dict[str, torch.Tensor]:
+    """Time classes fitted on training pieces: ``step_edges, step_values, duration_edges,
+    duration_values`` (normalized). Step class 0 holds steps under ``CHORD_SNAP``, the others
+    are log-spaced up to ``longest`` seconds (the last open-ended); duration classes are
+    log-spaced from 20 ms. A class's value is the median of its training values (an empty
+    class: the centre of its edges). ValueError unless ``n_classes`` is in 2..255."""
+    if not _whole(n_classes, 2, 255):
+        raise ValueError(f"n_classes must be an integer in 2..255, got {n_classes!r}")
+    raw = raw_features(pieces)
+    out = {}
+    for col, name, low in ((0, "step", CHORD_SNAP), (1, "duration", 0.02)):
+        edges = np.geomspace(low, longest, n_classes - 1)
+        cls = np.searchsorted(edges, raw[:, col], side="right")
+        centres = np.r_[low / 2 if col else 0.0, np.sqrt(edges[:-1] * edges[1:]), longest * 1.5]
+        inside = [raw[cls == k, col] for k in range(n_classes)]
+        values = np.array([np.median(v) if len(v) else centres[k] for k, v in enumerate(inside)])
+        for kind, v in (("edges", edges), ("values", values)):
+            z = normalizer.transform(np.outer(v, np.eye(3)[col]))  # v in column col, 0 elsewhere
+            out[f"{name}_{kind}"] = torch.from_numpy(z[:, col])
+    return out
 
 
 @torch.no_grad()
 def lstm_gates(
     model: MelodyLSTM, pitch_seq: torch.Tensor, cont_seq: torch.Tensor, layer: int = 0
-) -> dict[str, torch.Tensor]:
-    """The gates and states of one LSTM layer over a window, computed step by step from
-    ``nn.LSTM``'s own weights (introduced in notebook 02), in eval mode (no dropout).
-
-    For one window (``pitch_seq (T,)`` or ``(1, T)``) returns tensors of shape ``(T, H)``:
-    ``input``, ``forget``, ``cell`` (the candidate g), ``output`` gates, the cell state
-    ``c`` and the hidden state ``h``. The last ``h`` equals ``nn.LSTM``'s output (the
-    notebook checks it); PyTorch orders the gate rows i, f, g, o.
-    """
+) -> dict:
+    """LSTM layer ``layer``'s gates and states over one window ``pitch_seq (T,)`` or
+    ``(1, T)``, step by step from ``nn.LSTM``'s weights in eval mode (notebook 02): ``(T, H)``
+    tensors ``input``, ``forget``, ``cell`` (candidate g), ``output``, cell state ``c`` and
+    hidden state ``h``. ValueError for a GRU model or a layer out of range."""
     if model.config.cell != "lstm":
         raise ValueError("lstm_gates needs an LSTM model")
     if not 0 <= layer < model.config.num_layers:
         raise ValueError(f"layer must lie in 0..{model.config.num_layers - 1}, got {layer}")
-    pitch_seq = pitch_seq.reshape(1, -1)
-    cont_seq = cont_seq.reshape(1, pitch_seq.shape[1], -1)
     was_training = model.training
     model.eval()
     try:
-        c = model.config
-        if c.pitch_input == "embedding":
-            pitch = model.embedding(pitch_seq)
-        elif c.pitch_input == "onehot":
-            pitch = F.one_hot(pitch_seq, c.vocab_size).to(cont_seq.dtype)
-        else:
-            pitch = (pitch_seq.to(cont_seq.dtype) / (c.vocab_size - 1)).unsqueeze(-1)
-        x = torch.cat([pitch, cont_seq.to(pitch.dtype)], dim=-1) if c.cont_inputs else pitch
-        if layer > 0:  # the outputs of the layers below are this layer's input
-            below = nn.LSTM(c.input_size, c.hidden_size, num_layers=layer, batch_first=True)
-            below.load_state_dict(
-                {k: v for k, v in model.lstm.state_dict().items() if int(k[-1]) < layer}
-            )
-            x, _ = below(x)
-        W_ih = getattr(model.lstm, f"weight_ih_l{layer}")
-        W_hh = getattr(model.lstm, f"weight_hh_l{layer}")
-        b = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
-        H = c.hidden_size
-        h = torch.zeros(H)
-        cell = torch.zeros(H)
-        out = {k: [] for k in ("input", "forget", "cell", "output", "c", "h")}
-        for t in range(x.shape[1]):
-            z = W_ih @ x[0, t] + W_hh @ h + b
-            i, f, g, o = (
-                z[:H].sigmoid(),
-                z[H : 2 * H].sigmoid(),
-                z[2 * H : 3 * H].tanh(),
-                z[3 * H :].sigmoid(),
-            )
-            cell = f * cell + i * g
-            h = o * cell.tanh()
-            for k, v in zip(out, (i, f, g, o, cell, h), strict=True):
-                out[k].append(v)
-        return {k: torch.stack(v) for k, v in out.items()}
+        x = model.encode(pitch_seq.reshape(1, -1), cont_seq.reshape(1, pitch_seq.numel(), -1))[0]
     finally:
         model.train(was_training)
+    H = model.config.hidden_size
+    for k in range(layer + 1):  # the hidden states of layer k are the input of layer k + 1
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        W_ih, W_hh, b_ih, b_hh = (getattr(model.lstm, f"{n}_l{k}") for n in names)
+        h, c = torch.zeros(H), torch.zeros(H)
+        steps = []
+        for x_t in x:
+            i, f, g, o = (W_ih @ x_t + b_ih + W_hh @ h + b_hh).chunk(4)
+            i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+            c = f * c + i * g
+            h = o * c.tanh()
+            steps.append((i, f, g, o, c, h))
+        x = torch.stack([s[-1] for s in steps])
+    names = ("input", "forget", "cell", "output", "c", "h")
+    return {name: torch.stack([s[j] for s in steps]) for j, name in enumerate(names)}
 
 
 def lstm_layer_params(input_size: int, hidden_size: int) -> int:
-    """Parameters of one PyTorch LSTM layer: ``4H(I + H) + 8H``.
-
-    ``weight_ih`` is (4H, I), ``weight_hh`` is (4H, H), and ``bias_ih`` and
-    ``bias_hh`` are (4H,) each: four gates, each with its own input and recurrent
-    weights and two biases.
-    """
+    """Parameters of one PyTorch LSTM layer: ``4H(I + H) + 8H`` (two weights, two biases)."""
     return 4 * hidden_size * (input_size + hidden_size) + 8 * hidden_size
 
 
@@ -431,62 +344,34 @@ def gru_layer_params(input_size: int, hidden_size: int) -> int:
 
 
 def parameter_table(model: MelodyLSTM) -> pd.DataFrame:
-    """Per-layer parameters: the formula, its value, PyTorch's count and the card's claim.
-
-    Columns: ``layer, shapes, formula, by_formula, pytorch, card``. The last row is
-    the total. ``by_formula == pytorch`` on every row is the check notebook 02 makes.
-    Variants (notebook 06) get their own rows: no embedding row for a one-hot or scalar
-    pitch input, GRU layers, no LayerNorm row, time-class heads. The ``card`` column is
-    only filled for the card's architecture.
-    """
+    """Per layer, then the total: ``layer, shapes, formula, by_formula, pytorch, card`` (the
+    card's claim, for the card's design only); notebook 02 checks ``by_formula == pytorch``."""
     c = model.config
+    V, E, H, K, T = c.vocab_size, c.embed_dim, c.hidden_size, c.n_cont, c.time_classes
     rows = []
 
-    def add(layer: str, module: nn.Module | None, formula: str, value: int, names=None):
-        params = [] if module is None else list(module.named_parameters())
-        if names is not None:
-            params = [(n, t) for n, t in params if names(n)]
-        rows.append(
-            {
-                "layer": layer,
-                "shapes": ", ".join(f"{n} {tuple(t.shape)}" for n, t in params),
-                "formula": formula,
-                "by_formula": value,
-                "pytorch": sum(t.numel() for _, t in params),
-                "card": CARD_COUNTS.get(layer) if c.is_card else None,
-            }
-        )
+    def add(layer: str, module: nn.Module, formula: str, value: int, suffix: str = "") -> None:
+        params = [(n, p) for n, p in module.named_parameters() if n.endswith(suffix)]
+        shapes = ", ".join(f"{n} {tuple(p.shape)}" for n, p in params)
+        card = CARD_COUNTS.get(layer) if c.is_card else None
+        rows.append((layer, shapes, formula, value, sum(p.numel() for _, p in params), card))
 
-    V, E, H, K = c.vocab_size, c.embed_dim, c.hidden_size, c.n_cont
     if model.embedding is not None:
         add("embedding", model.embedding, f"{V}·{E}", V * E)
     gates, count = (4, lstm_layer_params) if c.cell == "lstm" else (3, gru_layer_params)
     for k in range(c.num_layers):
         inp = c.input_size if k == 0 else H
-        add(
-            f"{c.cell} layer {k + 1}",
-            model.lstm,
-            f"{gates}·{H}·({inp}+{H}) + {2 * gates}·{H}",
-            count(inp, H),
-            names=lambda n, k=k: n.endswith(f"_l{k}"),
-        )
+        formula = f"{gates}·{H}·({inp}+{H}) + {2 * gates}·{H}"
+        add(f"{c.cell} layer {k + 1}", model.lstm, formula, count(inp, H), f"_l{k}")
     if c.layer_norm:
         add("layernorm", model.norm, f"2·{H} (γ, β ∈ R^{H})", 2 * H)
     add("pitch head", model.pitch_head, f"{H}·{V} + {V}", H * V + V)
     add("cont head", model.cont_head, f"{H}·{K} + {K}", H * K + K)
     if model.categorical_time:
-        T = c.time_classes
         add("step head", model.step_head, f"{H}·{T} + {T}", H * T + T)
         add("duration head", model.duration_head, f"{H}·{T} + {T}", H * T + T)
-    table = pd.DataFrame(rows)
-    total = {
-        "layer": "total",
-        "shapes": "",
-        "formula": "sum",
-        "by_formula": int(table["by_formula"].sum()),
-        "pytorch": sum(p.numel() for p in model.parameters()),
-        "card": None,
-    }
-    table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+    table = pd.DataFrame(rows, columns="layer shapes formula by_formula pytorch card".split())
+    total = sum(p.numel() for p in model.parameters())
+    table.loc[len(table)] = ["total", "", "sum", int(table["by_formula"].sum()), total, None]
     table["card"] = table["card"].astype("Int64")
     return table

@@ -1,46 +1,22 @@
-"""Training and evaluation of :class:`MelodyLSTM` (introduced in notebook 03).
+"""Training, evaluation and checkpoints of :class:`MelodyLSTM` (notebook 03).
 
-The card fixes the model, not the recipe (SPEC §2). The recipe here, every part of it
-chosen by measurement (notebook 03 and the README's recipe table):
-
-* **objective** ``"all"``: the same LSTM, LayerNorm and heads applied at every time step
-  from ``first_position`` on, each predicting the next note (teacher forcing), so one
-  window of 32 notes carries up to 31 training signals instead of one; ``"last"`` is
-  the card's (the prediction after the 32nd note only). The loss is cross-entropy on
-  the pitch plus λ · MSE on the normalized step, duration and velocity, averaged over
-  the positions.
-* **transposition**: each training window (inputs and targets together) is shifted by
-  a random number of semitones in ``transpose_min..transpose_max``, kept inside 0..127.
-  Validation and test windows are never transposed.
-* AdamW with weight decay on the 2-D weight matrices only (``decay="weights"``: the
-  embedding, biases and LayerNorm are exempt, as in nanoGPT), gradient clipping, linear
-  warm-up then cosine decay of the learning rate over a fixed number of ``steps``.
-
-Batches are drawn uniformly at random from the windows with a seeded generator and
-gathered from the flat note arrays on the training device (see
-:class:`~melody_utils.data.Windows`). Every reported metric is the card's: the
-prediction after a full 32-note window, on untransposed windows, in fp32.
-
-Files in ``out_dir``:
-
-* ``best.safetensors`` + ``best.json``: the best validation loss so far (loadable with
-  :func:`melody_utils.load_checkpoint`);
-* ``last.pt``: model, optimizer, scheduler, RNG states and history at the last
-  evaluation, read back with ``torch.load(weights_only=True)``; ``resume=True``
-  continues from it and ends where an uninterrupted run would (bit for bit on CPU);
-* ``history.csv``: one row per evaluation.
-
-Every file is written atomically (temporary file, then rename).
+The default recipe, chosen by measurement: the loss from ``first_position`` on, random
+transposition, AdamW (decay on 2-D weights), gradient clipping, warm-up then cosine decay.
+Reported metrics are the card's: the prediction after a full window, untransposed, in fp32.
+A checkpoint is ``NAME.safetensors`` (weights) + ``NAME.json`` (config, normalizer, data,
+recipe, metrics); ``last.pt`` is a training state that ``train(resume=True)`` continues.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
+import platform
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -48,112 +24,65 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import save_checkpoint
-from .config import CONT_FEATURES, get_device
-from .data import Normalizer, Windows
-from .fileio import atomic_write_bytes
-from .model import MelodyLSTM
+from .config import CONT_FEATURES, PRETRAINED_DIR, __version__, get_device
+from .data import Normalizer, Windows, atomic_write
+from .model import MelodyLSTM, ModelConfig
 
-OBJECTIVES = ("last", "all")
-DECAY_RULES = ("weights", "all")
-PRECISIONS = ("auto", "fp32", "bf16")
+_CHOICES = {"objective": ("last", "all"), "decay": ("weights", "all")}
+_CHOICES["precision"] = ("auto", "fp32", "bf16")
+_POSITIVE = ("steps", "batch_size", "eval_every", "eval_batch_size", "patience", "grad_clip")
+#: Metadata that identifies the data of a run; resuming with other data is an error.
+DATA_KEYS = ("source", "split_seed", "data_fingerprint", "limit")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A training recipe (``PROFILES`` holds the named ones).
+    """A training recipe; the defaults are the default recipe (``PROFILES`` names others)."""
 
-    The defaults are the project's default recipe, chosen by the measurements in the
-    README's recipe table; ``PROFILES["card"]`` is the first version's recipe for
-    comparison.
-
-    Attributes:
-        steps: optimizer steps (the budget; the schedule ends there).
-        batch_size: windows per step.
-        lr, min_lr_ratio, warmup_steps: peak learning rate; linear warm-up over
-            ``warmup_steps``, then cosine decay down to ``lr * min_lr_ratio``.
-        weight_decay, decay: AdamW's decoupled weight decay, on the 2-D weight matrices
-            of the LSTM and the heads only (``"weights"``) or on every parameter
-            (``"all"``, the first version's).
-        cont_weight: λ in ``loss = CE(pitch) + λ · MSE(step, duration, velocity)``.
-        grad_clip: largest gradient norm.
-        objective, first_position: ``"last"`` (the card's: the prediction after the
-            32nd note) or ``"all"`` (every output from time step ``first_position`` on,
-            0-based; ``first_position = 31`` is the last step alone).
-        transpose_min, transpose_max: each training window is shifted by a random
-            whole number of semitones in this range (0, 0: off); never out of 0..127.
-        eval_every: steps between evaluations (validation, checkpoints, history rows).
-        patience: stop after this many evaluations without a better validation loss
-            (None: run every step).
-        train_eval_windows: training windows also evaluated the card's way at each
-            evaluation (a fixed random subset), to measure the generalisation gap.
-        eval_batch_size, seed, precision: evaluation batch; seed of the batch order,
-            the transpositions and dropout; ``"auto"`` (bf16 autocast on a CUDA device
-            that supports it), ``"fp32"`` or ``"bf16"``.
-    """
-
-    steps: int = 800
-    batch_size: int = 128
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.05
+    steps: int = 800  # optimizer steps
+    batch_size: int = 128  # windows per step
+    lr: float = 3e-3  # peak learning rate, reached after warmup_steps
+    min_lr_ratio: float = 0.05  # the cosine decay ends at lr * min_lr_ratio
     warmup_steps: int = 100
-    weight_decay: float = 0.05
-    decay: str = "weights"
-    cont_weight: float = 1.0
-    grad_clip: float = 1.0
-    objective: str = "all"
-    first_position: int = 8
-    transpose_min: int = -6
-    transpose_max: int = 5
-    eval_every: int = 200
-    patience: int | None = None
-    train_eval_windows: int = 2048
+    weight_decay: float = 0.05  # AdamW's
+    decay: str = "weights"  # weight decay on the 2-D "weights" only, or on "all"
+    cont_weight: float = 1.0  # loss = CE(pitch) + cont_weight * MSE(step, duration, velocity)
+    grad_clip: float = 1.0  # max gradient norm
+    objective: str = "all"  # "last": the prediction after a full window (the card's)
+    first_position: int = 8  # "all": the loss on every output from this step on
+    transpose_min: int = -6  # each training window is shifted by a random number of
+    transpose_max: int = 5  # semitones in transpose_min..transpose_max
+    eval_every: int = 200  # steps between evaluations (validation, checkpoint, history row)
+    patience: int | None = None  # evaluations without progress that stop the run (None: never)
+    train_eval_windows: int = 2048  # training windows also scored the card's way
     eval_batch_size: int = 1024
-    seed: int = 0
-    precision: str = "auto"
+    seed: int = 0  # seeds batches, transpositions and dropout
+    precision: str = "auto"  # "auto": bf16 on a CUDA GPU that has it, else fp32; or "fp32", "bf16"
 
     def __post_init__(self) -> None:
-        def whole(name: str, low: int) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"TrainConfig.{name} must be an integer >= {low}, got {v!r}")
-
-        def number(name: str, low: float, high: float = math.inf) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not low <= v <= high:
-                raise ValueError(
-                    f"TrainConfig.{name} must be a number in [{low}, {high}], got {v!r}"
-                )
-
-        for name in ("steps", "batch_size", "eval_every", "eval_batch_size"):
-            whole(name, 1)
-        for name in ("warmup_steps", "first_position", "train_eval_windows", "seed"):
-            whole(name, 0)
-        if self.patience is not None:
-            whole("patience", 1)
-        number("lr", 0.0, 10.0)
-        number("min_lr_ratio", 0.0, 1.0)
-        number("weight_decay", 0.0, 10.0)
-        number("cont_weight", 0.0, 1e6)
-        number("grad_clip", 1e-12)
-        for name in ("transpose_min", "transpose_max"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"TrainConfig.{name} must be an integer, got {v!r}")
-        if not self.transpose_min <= 0 <= self.transpose_max:
-            raise ValueError(
-                f"the transposition range must hold 0 (no shift), got "
-                f"{self.transpose_min}..{self.transpose_max}"
-            )
-        for name, allowed in (
-            ("objective", OBJECTIVES),
-            ("decay", DECAY_RULES),
-            ("precision", PRECISIONS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
-                )
+        for f in fields(self):
+            name, value = f.name, getattr(self, f.name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            problem = None
+            if name in _CHOICES and value not in _CHOICES[name]:
+                problem = f"must be one of {_CHOICES[name]}"
+            elif name in _CHOICES or name == "patience" and value is None:
+                continue
+            elif not number or not math.isfinite(value):
+                problem = "must be a number"
+            elif f.type in ("int", "int | None") and not isinstance(value, int):
+                problem = "must be an integer"
+            elif name in _POSITIVE and value <= 0:
+                problem = "must be positive"
+            elif value < 0 and not name.startswith("transpose"):
+                problem = "must not be negative"
+            elif name == "min_lr_ratio" and value > 1:
+                problem = "must be at most 1"
+            if problem:
+                raise ValueError(f"TrainConfig.{name} {problem}, got {value!r}")
+        low, high = self.transpose_min, self.transpose_max
+        if not low <= 0 <= high:
+            raise ValueError(f"TrainConfig.transpose_min..max must hold 0, got {low}..{high}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -163,31 +92,23 @@ class TrainConfig:
         return cls(**d)
 
 
-#: Named recipes. ``default`` is what ``make run`` and the committed checkpoint use.
+#: Named recipes: ``default`` (``make run``, the committed checkpoint), ``card`` (the card's
+#: objective, the first version's settings), ``long`` (GPU), ``fast`` (seconds: tests).
 PROFILES: dict[str, TrainConfig] = {
     "default": TrainConfig(),
-    # the first version's recipe: the card's objective, no transposition, every
-    # parameter decayed (for comparison; see the recipe table in the README)
     "card": TrainConfig(
         objective="last", transpose_min=0, transpose_max=0, decay="all", weight_decay=0.01, lr=2e-3
     ),
-    # a long run, for a GPU
     "long": TrainConfig(steps=8000, batch_size=256, eval_every=500),
-    # seconds, for tests and MELODY_FAST notebooks
-    "fast": TrainConfig(
-        steps=8,
-        batch_size=32,
-        warmup_steps=2,
-        eval_every=4,
-        train_eval_windows=64,
-        eval_batch_size=256,
-    ),
 }
+PROFILES["fast"] = TrainConfig(
+    steps=8, batch_size=32, warmup_steps=2, eval_every=4, train_eval_windows=64, eval_batch_size=256
+)
 
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the history (one row per evaluation) and more."""
+    """What :func:`train` returns: one history row per evaluation, and the best one."""
 
     history: pd.DataFrame
     best_step: int
@@ -195,7 +116,6 @@ class TrainResult:
     stopped_early: bool
     device: str
     out_dir: Path | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def train_seconds(self) -> float:
@@ -203,75 +123,9 @@ class TrainResult:
         return float(self.history["seconds"].sum()) if len(self.history) else 0.0
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _autocast(device: torch.device, precision: str):
-    """The autocast context for ``precision`` on ``device``.
-
-    ``"auto"`` is bf16 on a CUDA device that supports it (Ampere and newer), fp32
-    elsewhere; ``"bf16"`` asks for it explicitly (CPU autocast too, slow but it runs);
-    ``"fp32"`` turns autocast off.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        use = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    elif precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise RuntimeError(f"precision='bf16' but {device} does not support bfloat16; use 'fp32'")
-    else:
-        use = precision == "bf16"
-    if not use:
-        return torch.autocast(device_type=device.type, enabled=False)
-    if device.type != "cpu":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    # oneDNN has no bf16 LSTM primitive on most CPUs: with it off, the LSTM runs in fp32
-    # and the rest under bf16 autocast (a test of the code path more than a speed-up)
-    stack = contextlib.ExitStack()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a note about Intel GPUs and TF32
-        stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-    stack.enter_context(torch.autocast(device_type="cpu", dtype=torch.bfloat16))
-    return stack
-
-
-def objective_loss(
-    model: MelodyLSTM,
-    pitch: torch.Tensor,
-    cont: torch.Tensor,
-    config: TrainConfig,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(loss, pitch_ce, time_loss)`` of one batch of windows under ``config.objective``.
-
-    ``pitch (B, L+1)`` and ``cont (B, L+1, 3)`` hold each window's ``L`` input notes
-    and its target. With ``"last"`` the target is note ``L`` alone (the card's); with
-    ``"all"`` the output at every time step ``t >= first_position`` predicts note
-    ``t + 1``: the targets are the inputs shifted by one. The time loss is the MSE of
-    the normalized step, duration and velocity for the card's regression head (see
-    :meth:`MelodyLSTM.head_loss` for the categorical one).
-    """
-    inputs_p, inputs_c = pitch[:, :-1], cont[:, :-1]
-    if config.objective == "last":
-        h = model.features(inputs_p, inputs_c)
-        target_p, target_c = pitch[:, -1], cont[:, -1]
-    else:
-        first = config.first_position
-        h = model.features(inputs_p, inputs_c, from_step=first)
-        target_p, target_c = pitch[:, first + 1 :], cont[:, first + 1 :]
-    ce, mse = model.head_loss(h, target_p, target_c)
-    return ce + config.cont_weight * mse, ce, mse
-
-
-def transpose_batch(
-    pitch: torch.Tensor, low: int, high: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shift each window (row) by a random whole number of semitones in ``low..high``.
-
-    The shift of a row is drawn uniformly among those that keep all its notes inside
-    0..127 (so a window near the keyboard's edge has fewer choices, never a clipped
-    note). Returns ``(shifted pitches, shifts)``; the draws come from ``generator``
-    (a CPU generator), so the same seed gives the same shifts.
-    """
+def transpose_batch(pitch: torch.Tensor, low: int, high: int, generator: torch.Generator):
+    """Shift each window (row) by a random number of semitones in ``low..high`` that keeps its
+    notes in 0..127 (CPU ``generator``). Returns ``(shifted pitches, shifts)``."""
     lo = torch.clamp(-pitch.min(dim=1).values, min=low)
     hi = torch.clamp(127 - pitch.max(dim=1).values, max=high)
     u = torch.rand(len(pitch), generator=generator, dtype=torch.float64).to(pitch.device)
@@ -279,103 +133,223 @@ def transpose_batch(
     return pitch + shifts[:, None], shifts
 
 
-def _lr_lambda(warmup: int, total: int, min_ratio: float = 0.05):
-    """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio``."""
+def lr_lambda(warmup: int, total: int, min_ratio: float = 0.05):
+    """The learning-rate factor at each step: linear warm-up, then cosine to ``min_ratio``."""
 
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float, decay: str) -> list[dict]:
-    """AdamW parameter groups: with ``decay="weights"`` only the 2-D weight matrices of
-    the LSTM and the linear heads are decayed; the embedding, biases and LayerNorm are
-    not (the rule nanoGPT uses). ``"all"`` decays everything."""
+    """AdamW groups: with ``decay="weights"`` only the 2-D weights of the LSTM and the
+    heads decay; the embedding, biases and LayerNorm do not (nanoGPT's rule)."""
     if decay == "all":
         return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    decayed, exempt = [], []
-    for p in model.parameters():
-        (decayed if p.dim() >= 2 and id(p) not in embeddings else exempt).append(p)
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    decayed = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in tables]
+    exempt = [p for p in model.parameters() if p.dim() < 2 or id(p) in tables]
     return [
         {"params": decayed, "weight_decay": weight_decay},
         {"params": exempt, "weight_decay": 0.0},
     ]
 
 
-def _validate_windows(w: Windows, name: str, model: MelodyLSTM) -> None:
-    if not isinstance(w, Windows):
-        raise TypeError(
-            f"{name} windows must be melody_utils.data.Windows, got "
-            f"{type(w).__name__} (use make_windows)"
-        )
-    if len(w) == 0:
-        raise ValueError(f"{name} windows are empty: no piece has enough notes")
-    seq_len = model.config.seq_len
-    if seq_len is not None and w.seq_len != seq_len:
-        raise ValueError(f"{name} windows have {w.seq_len} notes but the model takes {seq_len}")
-    if int(w.pitch.max()) >= model.config.vocab_size:
-        raise ValueError(f"{name} pitches must lie in 0..{model.config.vocab_size - 1}")
+def objective_loss(model: MelodyLSTM, pitch: torch.Tensor, cont: torch.Tensor, config: TrainConfig):
+    """``(loss, pitch_ce, time_loss)`` of windows with targets (``pitch (B, L+1)``, ``cont
+    (B, L+1, 3)``): the last output, or (``"all"``) each from ``first_position`` on."""
+    first = None if config.objective == "last" else config.first_position
+    h = model.features(pitch[:, :-1], cont[:, :-1], from_step=first)
+    k = -1 if first is None else slice(first + 1, None)
+    ce, mse = model.head_loss(h, pitch[:, k], cont[:, k])
+    return ce + config.cont_weight * mse, ce, mse
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of ``precision`` (on the CPU, bf16 leaves the LSTM in fp32: oneDNN
+    has no bf16 LSTM); RuntimeError for ``"bf16"`` on a CUDA GPU without it."""
+    bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and device.type == "cuda" and not bf16_gpu:
+        raise RuntimeError(f"precision='bf16' but {device} does not support bfloat16; use 'fp32'")
+    if not (precision == "bf16" or precision == "auto" and bf16_gpu):
+        return torch.autocast(device_type=device.type, enabled=False)
+    if device.type != "cpu":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    stack = contextlib.ExitStack()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+    stack.enter_context(torch.autocast(device_type="cpu", dtype=torch.bfloat16))
+    return stack
 
 
 @torch.no_grad()
 def evaluate(
-    model: MelodyLSTM,
-    windows: Windows,
-    batch_size: int = 1024,
-    cont_weight: float = 1.0,
-    device: torch.device | str | None = None,
-    indices: torch.Tensor | None = None,
-) -> dict[str, float]:
-    """The card's metrics of ``model`` on ``windows``: the prediction after each full
-    window, in eval mode, in fp32 (so numbers from a bf16 GPU run and an fp32 CPU run
-    compare), untransposed.
-
-    ``indices`` restricts it to some windows. Returns ``loss``, ``pitch_nll`` (mean
-    cross-entropy in nats), ``pitch_top1``, ``pitch_top5``, ``cont_mse`` and
-    ``mse_step``/``mse_duration``/``mse_velocity`` (normalized units), over windows.
-    """
+    model, windows: Windows, batch_size=1024, cont_weight=1.0, device=None, indices=None
+) -> dict:
+    """The card's metrics on ``windows`` (or the windows ``indices``), in eval mode and fp32:
+    ``pitch_nll`` (nats), ``pitch_top1``, ``pitch_top5``, ``cont_mse`` (mean of ``mse_step``,
+    ``mse_duration``, ``mse_velocity``) and ``loss``. ValueError on zero windows."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    idx_all = torch.arange(len(windows)) if indices is None else indices.cpu()
-    n = len(idx_all)
-    if n == 0:
+    idx_all = torch.arange(len(windows)) if indices is None else torch.as_tensor(indices).cpu()
+    if len(idx_all) == 0:
         raise ValueError("cannot evaluate on zero windows")
     was_training = model.training
     model.eval()
-    nll = torch.zeros((), device=device, dtype=torch.float64)
-    top1 = torch.zeros((), device=device, dtype=torch.float64)
-    top5 = torch.zeros((), device=device, dtype=torch.float64)
-    sq = torch.zeros(3, device=device, dtype=torch.float64)
+    sums = torch.zeros(6, dtype=torch.float64, device=device)  # nll, top-1, top-5, 3 squared errors
     try:
-        for a in range(0, n, batch_size):
-            idx = idx_all[a : a + batch_size].to(windows.device)
-            p, c, tp, tc = (t.to(device, non_blocking=True) for t in windows.batch(idx))
+        for a in range(0, len(idx_all), batch_size):
+            batch = windows.batch(idx_all[a : a + batch_size].to(windows.device))
+            p, c, tp, tc = (t.to(device) for t in batch)
             logits, cont = model(p, c, check=False)
-            logits = logits.float()
-            nll += F.cross_entropy(logits, tp, reduction="sum").double()
-            top = logits.topk(5, dim=-1).indices
-            top1 += (top[:, 0] == tp).sum()
-            top5 += (top == tp[:, None]).any(dim=-1).sum()
-            sq += ((cont.float() - tc) ** 2).sum(dim=0).double()
+            top = logits.float().topk(5, dim=-1).indices
+            sums[0] += F.cross_entropy(logits.float(), tp, reduction="sum")
+            sums[1] += (top[:, 0] == tp).sum()
+            sums[2] += (top == tp[:, None]).any(dim=-1).sum()
+            sums[3:] += ((cont.float() - tc) ** 2).sum(dim=0)
     finally:
         model.train(was_training)
-    mse = (sq / n).cpu().numpy()
-    out = {
-        "pitch_nll": float(nll) / n,
-        "pitch_top1": float(top1) / n,
-        "pitch_top5": float(top5) / n,
-        "cont_mse": float(mse.mean()),
-    }
-    out.update({f"mse_{k}": float(v) for k, v in zip(CONT_FEATURES, mse, strict=True)})
+    s = (sums / len(idx_all)).tolist()
+    out = dict(zip(("pitch_nll", "pitch_top1", "pitch_top5"), s[:3], strict=True))
+    out["cont_mse"] = float(np.mean(s[3:]))
+    out.update({f"mse_{k}": v for k, v in zip(CONT_FEATURES, s[3:], strict=True)})
     out["loss"] = out["pitch_nll"] + cont_weight * out["cont_mse"]
     return out
 
 
-# --------------------------------------------------------------------------- the loop
+#: The RunState fields saved as they are in ``last.pt``.
+_SAVED = ("step", "history", "best_val", "best_step", "bad_evals", "best_model", "n", "seconds")
+#: The validation columns of the history, and the keys of :func:`evaluate` they hold.
+_VAL_COLUMNS = ("val_loss", "val_pitch_loss", "val_cont_loss", "val_pitch_top1", "val_pitch_top5")
+_VAL_KEYS = ("loss", "pitch_nll", "cont_mse", "pitch_top1", "pitch_top5")
+
+
+@dataclass
+class RunState:
+    """One run: its recipe, where it writes, and everything it needs to continue where it
+    stopped (saved as ``last.pt``)."""
+
+    model: MelodyLSTM
+    config: TrainConfig
+    out_dir: Path | None
+    normalizer: Normalizer | None
+    metadata: dict
+    opt: torch.optim.Optimizer = None
+    sched: torch.optim.lr_scheduler.LRScheduler = None
+    gen: torch.Generator = None
+    step: int = 0
+    history: list = field(default_factory=list)
+    best_val: float = math.inf
+    best_step: int = 0
+    bad_evals: int = 0
+    best_model: dict = field(default_factory=dict)
+    sums: torch.Tensor = None  # loss, pitch CE, time loss since the last evaluation
+    n: int = 0  # steps since the last evaluation
+    seconds: float = 0.0  # seconds of those steps
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.opt = torch.optim.AdamW(parameter_groups(self.model, c.weight_decay, c.decay), lr=c.lr)
+        schedule = lr_lambda(c.warmup_steps, c.steps, c.min_lr_ratio)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
+        self.gen = torch.Generator().manual_seed(c.seed)  # batch order and transpositions
+        self.sums = torch.zeros(3, dtype=torch.float64)
+
+    @property
+    def data(self) -> dict:
+        return {k: v for k, v in self.metadata.items() if k in DATA_KEYS}
+
+    def save(self) -> None:
+        state = {k: getattr(self, k) for k in _SAVED}
+        state.update({k: getattr(self, k).state_dict() for k in ("model", "opt", "sched")})
+        state.update(sums=self.sums.cpu(), gen=self.gen.get_state(), rng=torch.get_rng_state())
+        state["cuda_rng"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        state.update(config=self.config.to_dict(), metadata=self.data)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write(self.out_dir / "last.pt", buf.getvalue())
+
+    def load(self) -> None:
+        """Restore ``last.pt``; refuse a run of other settings or data, naming what differs."""
+        state = torch.load(self.out_dir / "last.pt", map_location="cpu", weights_only=True)
+        before = {**state["config"], **state["metadata"]}
+        now = {**self.config.to_dict(), **self.data}
+        changed = [k for k in dict.fromkeys([*before, *now]) if before.get(k) != now.get(k)]
+        diff = [f"{k}={before.get(k)!r} there, {now.get(k)!r} now" for k in changed]
+        if diff:
+            raise ValueError(f"resume: the run in {self.out_dir.name}/ differs: " + "; ".join(diff))
+        for k in ("model", "opt", "sched"):
+            getattr(self, k).load_state_dict(state[k])
+        self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["rng"])
+        if torch.cuda.is_available() and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        for k in (*_SAVED, "sums"):
+            setattr(self, k, state[k])
+
+    def train_step(self, tr: Windows, device: torch.device) -> None:
+        """One optimizer step on a random batch of (transposed) training windows."""
+        c, t0 = self.config, time.perf_counter()
+        batch = torch.randint(len(tr), (c.batch_size,), generator=self.gen).to(device)
+        pitch, cont = tr.gather(batch)
+        if (c.transpose_min, c.transpose_max) != (0, 0):
+            pitch, _ = transpose_batch(pitch, c.transpose_min, c.transpose_max, self.gen)
+        with autocast(device, c.precision):
+            loss, ce, mse = objective_loss(self.model, pitch, cont, c)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        losses = torch.stack([loss.detach(), ce.detach(), mse.detach()]).double()
+        self.sums = self.sums.to(device) + losses
+        self.n, self.seconds = self.n + 1, self.seconds + time.perf_counter() - t0
+
+    def evaluation(self, tr: Windows, val: Windows, train_eval_idx: torch.Tensor, progress: bool):
+        """A history row, the best weights and checkpoint so far, a line of output."""
+        c, t0 = self.config, time.perf_counter()
+        loss, ce, mse = (self.sums / self.n).tolist()
+        v = evaluate(self.model, val, c.eval_batch_size, c.cont_weight)
+        row = {"step": self.step, "epoch": self.step * c.batch_size / len(tr)}
+        row.update(lr=self.opt.param_groups[0]["lr"], train_loss=loss)
+        row.update(train_pitch_loss=ce, train_cont_loss=mse)
+        if len(train_eval_idx):
+            t = evaluate(self.model, tr, c.eval_batch_size, c.cont_weight, indices=train_eval_idx)
+            row["train_eval_pitch_nll"] = t["pitch_nll"]
+        row.update({col: v[key] for col, key in zip(_VAL_COLUMNS, _VAL_KEYS, strict=True)})
+        speed = self.n * c.batch_size / self.seconds if self.seconds else math.nan
+        row.update(seconds=self.seconds, windows_per_s=speed, eval_seconds=time.perf_counter() - t0)
+        self.history.append(row)
+        self.sums, self.n, self.seconds = torch.zeros_like(self.sums), 0, 0.0
+        improved = row["val_loss"] < self.best_val - 1e-6
+        self.bad_evals = 0 if improved else self.bad_evals + 1
+        if improved:
+            self.best_val, self.best_step = row["val_loss"], self.step
+            self.best_model = {k: t.detach().clone() for k, t in self.model.state_dict().items()}
+        if improved and self.out_dir is not None:
+            meta = dict(
+                self.metadata, train_config=c.to_dict(), step=self.step, history=self.history
+            )
+            save_checkpoint(self.out_dir / "best", self.model, self.normalizer, meta)
+        if self.out_dir is not None:
+            history_csv = pd.DataFrame(self.history).to_csv(index=False).encode()
+            atomic_write(self.out_dir / "history.csv", history_csv)
+        if progress:
+            from tqdm.auto import tqdm
+
+            gap = f", train (eval mode) {t['pitch_nll']:.3f}" if len(train_eval_idx) else ""
+            best = " *best*" if improved else ""
+            tqdm.write(
+                f"step {self.step}: objective {loss:.3f} | "
+                f"validation pitch NLL {v['pitch_nll']:.3f}{gap}, top-1 {v['pitch_top1']:.3f}, "
+                f"MSE {v['cont_mse']:.3f} | {speed:.0f} windows/s{best}"
+            )
+        self.model.train()
 
 
 def train(
@@ -392,281 +366,192 @@ def train(
     metadata: dict | None = None,
     stop_after_steps: int | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place for ``config.steps`` steps; at the end it holds the weights
-    of the best evaluation (lowest validation loss).
+    """Train ``model`` in place; it ends with the weights of its lowest validation loss.
 
-    Args:
-        train_windows, val_windows: from :func:`melody_utils.data.make_windows`.
-        config: a :class:`TrainConfig` (see ``PROFILES``).
-        out_dir: where ``best.*``, ``last.pt`` and ``history.csv`` go (None: nowhere).
-        resume: continue from ``out_dir/last.pt`` (error if it does not exist, or if it
-            was written with other settings or other data: the message names them).
-        device: None picks CUDA, then MPS, then CPU.
-        progress: a progress bar over the steps, and a line per evaluation.
-        normalizer, metadata: stored with the "best" checkpoint so that it can be
-            loaded on its own (``metadata`` should identify the data: ``source``,
-            ``split_seed``, ``data_fingerprint``).
-        stop_after_steps: stop after this many steps *of this call*, saving ``last.pt``
-            (simulates an interruption; the run can be resumed).
-    """
+    ``out_dir`` receives ``best.*``, ``last.pt``, ``history.csv`` (it needs ``normalizer``, and
+    ``metadata`` naming the data); ``resume`` continues from ``last.pt`` (FileNotFoundError if
+    missing, ValueError if of other settings or data). ``device`` None: CUDA, MPS, else CPU.
+    ``stop_after_steps``: stop after that many steps of this call (an interruption)."""
     device = torch.device(device) if device is not None else get_device()
-    _validate_windows(train_windows, "training", model)
-    _validate_windows(val_windows, "validation", model)
-    seq_len = train_windows.seq_len
-    if config.objective == "all" and config.first_position >= seq_len:
-        raise ValueError(
-            f"first_position must be below the window length {seq_len}, got {config.first_position}"
-        )
+    for windows, name in ((train_windows, "training"), (val_windows, "validation")):
+        if not isinstance(windows, Windows):
+            raise TypeError(f"{name} windows must be Windows, not {type(windows).__name__}")
+        if len(windows) == 0:
+            raise ValueError(f"{name} windows are empty: no piece has enough notes")
+        if model.config.seq_len not in (None, windows.seq_len):
+            raise ValueError(f"{name} windows do not have the model's {model.config.seq_len} notes")
+    if config.objective == "all" and config.first_position >= train_windows.seq_len:
+        raise ValueError(f"first_position must be below the window length {train_windows.seq_len}")
     if stop_after_steps is not None and stop_after_steps < 1:
         raise ValueError(f"stop_after_steps must be positive, got {stop_after_steps}")
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        if resume and not (out_dir / "last.pt").is_file():
-            raise FileNotFoundError("resume=True needs out_dir holding last.pt from an earlier run")
-        if normalizer is None:
-            raise ValueError(
-                "out_dir needs the normalizer, so that the best checkpoint can be loaded on its own"
-            )
-        out_dir.mkdir(parents=True, exist_ok=True)
-    elif resume:
+    if resume and (out_dir is None or not (Path(out_dir) / "last.pt").is_file()):
         raise FileNotFoundError("resume=True needs out_dir holding last.pt from an earlier run")
-
+    if out_dir is not None and normalizer is None:
+        raise ValueError("out_dir needs the normalizer, so that the best checkpoint loads alone")
     model.to(device)
-    tr = train_windows.to(device)  # the notes go to the device once; batches are gathered there
-    val = val_windows.to(device)
-    opt = torch.optim.AdamW(
-        parameter_groups(model, config.weight_decay, config.decay), lr=config.lr
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(config.warmup_steps, config.steps, config.min_lr_ratio)
-    )
-    gen = torch.Generator().manual_seed(config.seed)  # batch order and transpositions
-    train_eval_idx = torch.randperm(
-        len(tr), generator=torch.Generator().manual_seed(config.seed + 1)
-    )[: config.train_eval_windows]
-
-    history: list[dict] = []
-    best_val, best_step, bad_evals, step = math.inf, 0, 0, 0
-    best_state = None
+    tr, val = train_windows.to(device), val_windows.to(device)  # the notes move once
+    out_dir = None if out_dir is None else Path(out_dir)
+    state = RunState(model, config, out_dir, normalizer, dict(metadata or {}))
     if resume:
-        # RNG states must stay on the CPU; load_state_dict moves the rest to the device
-        ck = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)
-        _check_resume(ck, config, metadata, out_dir)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        gen.set_state(ck["generator"])
-        torch.set_rng_state(ck["rng"])
-        if device.type == "cuda" and ck.get("cuda_rng"):
-            torch.cuda.set_rng_state_all(ck["cuda_rng"])
-        history = ck["history"]
-        best_val, best_step, bad_evals, step = (
-            ck["best_val"],
-            ck["best_step"],
-            ck["bad_evals"],
-            ck["step"],
-        )
-        best_state = {k: v.clone() for k, v in ck["best_model"].items()} or None
-        partial = ck["partial"]  # the running sums of an interruption between evaluations
+        state.load()
     else:
-        partial = None
-        torch.manual_seed(config.seed)  # dropout masks (CPU and every CUDA device)
-
+        torch.manual_seed(config.seed)  # dropout masks
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    train_eval_idx = torch.randperm(len(tr), generator=generator)[: config.train_eval_windows]
     from tqdm.auto import tqdm
 
-    def save_last(partial: dict | None = None) -> None:
-        """``last.pt`` with the state right now (the names are read at call time)."""
-        buf = io.BytesIO()
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "generator": gen.get_state(),
-                "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "metadata": {k: v for k, v in (metadata or {}).items() if k in DATA_KEYS},
-                "config": config.to_dict(),
-                "step": step,
-                "history": history,
-                "best_val": best_val,
-                "best_step": best_step,
-                "bad_evals": bad_evals,
-                "best_model": best_state or {},
-                "partial": partial,
-            },
-            buf,
-        )
-        atomic_write_bytes(out_dir / "last.pt", buf.getvalue())
-
-    transposing = (config.transpose_min, config.transpose_max) != (0, 0)
-    stopped_early = config.patience is not None and bad_evals >= config.patience
-    end = config.steps if stop_after_steps is None else min(config.steps, step + stop_after_steps)
-    bar = tqdm(
-        total=config.steps,
-        initial=step,
-        desc="training",
-        unit="step",
-        disable=not progress,
-        leave=False,
-    )
-    sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, ce, mse since eval
-    n_sum, t_train = 0, 0.0
-    if partial is not None:
-        sums += partial["sums"].to(device)
-        n_sum, t_train = partial["n"], partial["seconds"]
+    style = {"desc": "training", "unit": "step", "leave": False, "disable": not progress}
+    bar = tqdm(total=config.steps, initial=state.step, **style)
+    end = min(config.steps, state.step + (stop_after_steps or config.steps))
     model.train()
-    while step < end and not stopped_early:
-        t0 = time.perf_counter()
-        idx = torch.randint(len(tr), (config.batch_size,), generator=gen).to(device)
-        pitch, cont = tr.gather(idx)
-        if transposing:
-            pitch, _ = transpose_batch(pitch, config.transpose_min, config.transpose_max, gen)
-        with _autocast(device, config.precision):
-            loss, ce, mse = objective_loss(model, pitch, cont, config)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        sched.step()
-        step += 1
-        sums += torch.stack([loss.detach(), ce.detach(), mse.detach()]).double()
-        n_sum += 1
+    while state.step < end and not (config.patience and state.bad_evals >= config.patience):
+        state.train_step(tr, device)
         bar.update(1)
-        if progress and step % 20 == 0:
-            bar.set_postfix(loss=f"{float(sums[0]) / n_sum:.3f}")
-        t_train += time.perf_counter() - t0
-        if step % config.eval_every and step < config.steps:
-            if step == end and out_dir is not None:  # interrupted between evaluations
-                save_last({"sums": sums.cpu(), "n": n_sum, "seconds": t_train})
-            continue
-        row, improved = _evaluation(
-            model, tr, val, config, step, sums, n_sum, t_train, opt, train_eval_idx, best_val
-        )
-        sums.zero_()
-        n_sum, t_train = 0, 0.0
-        history.append(row)
-        if improved:
-            best_val, best_step, bad_evals = row["val_loss"], step, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if out_dir is not None:
-                meta = dict(metadata or {})
-                meta.update({"train_config": config.to_dict(), "step": step, "history": history})
-                save_checkpoint(out_dir / "best", model, normalizer, meta)
-        else:
-            bad_evals += 1
-        if progress:
-            tqdm.write(_describe(row, improved))
-        stopped_early = config.patience is not None and bad_evals >= config.patience
-        if out_dir is not None:
-            save_last()
-            _write_history(out_dir / "history.csv", history)
-        model.train()
+        if state.step % config.eval_every == 0 or state.step == config.steps:
+            state.evaluation(tr, val, train_eval_idx, progress)
+        if state.out_dir is not None and (state.n == 0 or state.step == end):
+            state.save()
     bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if state.best_model:
+        model.load_state_dict(state.best_model)
     model.eval()
-    return TrainResult(
-        pd.DataFrame(history), best_step, best_val, stopped_early, str(device), out_dir
-    )
+    stopped = bool(config.patience and state.bad_evals >= config.patience)
+    history = pd.DataFrame(state.history)
+    return TrainResult(history, state.best_step, state.best_val, stopped, str(device), out_dir)
 
 
-def _evaluation(
-    model, tr, val, config, step, sums, n_sum, t_train, opt, train_eval_idx, best_val
-) -> tuple[dict, bool]:
-    t0 = time.perf_counter()
-    s = (sums / max(n_sum, 1)).tolist()  # (synchronises the device)
-    v = evaluate(model, val, config.eval_batch_size, config.cont_weight)
-    row = {
-        "step": step,
-        "epoch": step * config.batch_size / len(tr),
-        "lr": opt.param_groups[0]["lr"],
-        "train_loss": s[0],
-        "train_pitch_loss": s[1],
-        "train_cont_loss": s[2],
-    }
-    if len(train_eval_idx):
-        t = evaluate(model, tr, config.eval_batch_size, config.cont_weight, indices=train_eval_idx)
-        row["train_eval_pitch_nll"] = t["pitch_nll"]
-    row.update(
-        {
-            "val_loss": v["loss"],
-            "val_pitch_loss": v["pitch_nll"],
-            "val_cont_loss": v["cont_mse"],
-            "val_pitch_top1": v["pitch_top1"],
-            "val_pitch_top5": v["pitch_top5"],
-            "seconds": t_train,
-            "windows_per_s": n_sum * config.batch_size / t_train if t_train else math.nan,
-            "eval_seconds": time.perf_counter() - t0,
-        }
-    )
-    return row, row["val_loss"] < best_val - 1e-6
+FORMAT = "melody-lstm-checkpoint"
+#: The committed checkpoint (the default recipe on the Bach chorales).
+PRETRAINED = PRETRAINED_DIR / "melody_lstm_bach"
 
 
-def _describe(row: dict, improved: bool) -> str:
-    gap = (
-        f", train (eval mode) {row['train_eval_pitch_nll']:.3f}"
-        if "train_eval_pitch_nll" in row
-        else ""
-    )
-    return (
-        f"step {row['step']}: objective {row['train_loss']:.3f} | validation pitch NLL "
-        f"{row['val_pitch_loss']:.3f}{gap}, top-1 {row['val_pitch_top1']:.3f}, MSE "
-        f"{row['val_cont_loss']:.3f} | {row['windows_per_s']:.0f} windows/s"
-        + (" *best*" if improved else "")
-    )
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing a part, truncated, or from another architecture."""
 
 
-#: Metadata that identifies the data of a run; resuming with other data is an error.
-DATA_KEYS = ("source", "split_seed", "data_fingerprint", "limit")
+def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
+    """``(NAME.safetensors, NAME.json)`` of a checkpoint named by its stem or either file
+    (only those two suffixes are stripped: ``run.lr1e-3`` stays a stem)."""
+    path = Path(path)
+    suffix = next((s for s in (".safetensors", ".json") if path.name.endswith(s)), "")
+    name = path.name[: len(path.name) - len(suffix)] if path.name != suffix else path.name
+    if name in ("", ".", ".."):
+        raise ValueError(f"{str(path)!r} does not name a checkpoint")
+    return path.with_name(name + ".safetensors"), path.with_name(name + ".json")
 
 
-def _check_resume(ck: dict, config: TrainConfig, metadata: dict | None, out_dir: Path) -> None:
-    """Refuse to resume a run with other settings or other data, naming what differs."""
-    before = {**ck["config"], **ck.get("metadata", {})}
-    now = {**config.to_dict(), **{k: v for k, v in (metadata or {}).items() if k in DATA_KEYS}}
-    diff = [
-        f"{k}={before.get(k)!r} there, {now.get(k)!r} now"
-        for k in dict.fromkeys([*before, *now])
-        if before.get(k) != now.get(k)
-    ]
-    if diff:
-        raise ValueError(
-            f"resume: the interrupted run in {out_dir.name}/ differs from this one: "
-            + "; ".join(diff)
-            + " (resume with the same settings, or train afresh in another folder)"
+def sidecar(model: MelodyLSTM, normalizer: Normalizer, metadata: dict | None = None) -> dict:
+    """The JSON sidecar: ``metadata`` (at least ``source`` and ``split_seed``) with the
+    model config, the normalizer and the library versions added."""
+    import music21
+
+    versions = {"python": platform.python_version()}
+    versions.update({module.__name__: module.__version__ for module in (torch, np, music21)})
+    versions["melody_utils"] = __version__
+    meta = dict(metadata or {}, format=FORMAT, format_version=1)
+    meta.update(model_config=model.config.to_dict(), normalizer=normalizer.to_dict())
+    meta["versions"] = versions
+    return meta
+
+
+def save_checkpoint(
+    path: str | Path, model: MelodyLSTM, normalizer: Normalizer, metadata: dict | None = None
+) -> Path:
+    """Write ``path.safetensors`` and ``path.json`` atomically; return the stem."""
+    from safetensors.torch import save
+
+    weights, meta_path = checkpoint_files(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(weights, save(state, {"format": FORMAT}))
+    meta = json.dumps(sidecar(model, normalizer, metadata), indent=1, default=_json_default)
+    atomic_write(meta_path, meta.encode())
+    return weights.with_name(weights.name[: -len(".safetensors")])
+
+
+def _json_default(obj: object) -> object:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return obj.name
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _hint(path: str | Path | None) -> str:
+    if path is not None and Path(path).suffix == ".pt" and Path(path).is_file():
+        return f"; {Path(path).name} is a training state for `resume`: load best.safetensors"
+    return ""
+
+
+def read_metadata(path: str | Path | None = None) -> dict:
+    """The sidecar of a checkpoint (the committed one when ``path`` is None)."""
+    weights, meta_path = checkpoint_files(PRETRAINED if path is None else path)
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"checkpoint metadata {meta_path} not found" + _hint(path))
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{meta_path.name} is truncated or not JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path.name} is not a melody-lstm checkpoint")
+    return meta
+
+
+def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu"):
+    """``(model, normalizer, metadata)``, the model in eval mode on ``device``.
+
+    No ``path``: the committed checkpoint; else the ``.safetensors``, the ``.json`` or their
+    stem. A missing, truncated or foreign file, or weights of another architecture, is a
+    :class:`FileNotFoundError` or :class:`CheckpointError` with the reason.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights, meta_path = checkpoint_files(PRETRAINED if path is None else path)
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {weights} not found (`make run` trains one)" + _hint(path)
         )
-
-
-def _write_history(path: Path, history: list[dict]) -> None:
-    atomic_write_bytes(path, pd.DataFrame(history).to_csv(index=False).encode())
+    meta = read_metadata(meta_path)
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights.name} is truncated or corrupt ({exc})") from exc
+    try:
+        model = MelodyLSTM(ModelConfig.from_dict(meta["model_config"]))
+        normalizer = Normalizer.from_dict(meta["normalizer"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{meta_path.name}: bad model config or normalizer ({exc})") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = " ".join(str(exc).splitlines()[:3])
+        raise CheckpointError(f"{weights.name}: weights of another architecture: {first}") from exc
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{weights.name} holds NaN or infinite weights in {bad[:3]}")
+    return model.to(device).eval(), normalizer, meta
 
 
 def plot_history(history: pd.DataFrame, title: str | None = None):
-    """Loss curves per head (training objective, training windows the card's way, and
-    validation) and validation accuracy, against optimizer steps, as one figure."""
+    """Loss curves per head (training objective, training windows the card's way,
+    validation) and validation accuracy against optimizer steps."""
     import matplotlib.pyplot as plt
 
     if len(history) == 0:
         raise ValueError("empty history: nothing to plot")
     fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
     x = history["step"]
-    ax = axes[0]
-    ax.plot(x, history["train_pitch_loss"], "o-", label="train (objective, dropout on)")
+    axes[0].plot(x, history["train_pitch_loss"], "o-", label="train (objective, dropout on)")
     if "train_eval_pitch_nll" in history:
-        ax.plot(x, history["train_eval_pitch_nll"], "^--", label="train (card's way, eval)")
-    ax.plot(x, history["val_pitch_loss"], "s-", label="validation")
-    ax.set_title("pitch cross-entropy (nats)")
-    ax = axes[1]
-    ax.plot(x, history["train_cont_loss"], "o-", label="train (objective)")
-    ax.plot(x, history["val_cont_loss"], "s-", label="validation")
-    ax.set_title("continuous MSE (normalized)")
-    ax = axes[2]
-    ax.plot(x, history["val_pitch_top1"], "s-", label="validation top-1")
-    ax.plot(x, history["val_pitch_top5"], "s--", label="validation top-5")
-    ax.set_title("pitch accuracy")
-    for ax in axes:
-        ax.set_xlabel("optimizer step")
+        axes[0].plot(x, history["train_eval_pitch_nll"], "^--", label="train (card's way, eval)")
+    axes[0].plot(x, history["val_pitch_loss"], "s-", label="validation")
+    axes[1].plot(x, history["train_cont_loss"], "o-", label="train (objective)")
+    axes[1].plot(x, history["val_cont_loss"], "s-", label="validation")
+    axes[2].plot(x, history["val_pitch_top1"], "s-", label="validation top-1")
+    axes[2].plot(x, history["val_pitch_top5"], "s--", label="validation top-5")
+    titles = ("pitch cross-entropy (nats)", "continuous MSE (normalized)", "pitch accuracy")
+    for ax, name in zip(axes, titles, strict=True):
+        ax.set(title=name, xlabel="optimizer step")
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
@@ -674,8 +559,8 @@ def plot_history(history: pd.DataFrame, title: str | None = None):
     return fig
 
 
-def results_table(model_metrics: dict[str, float], baselines: pd.DataFrame) -> pd.DataFrame:
-    """The model's test metrics on top of the baselines' (same columns)."""
+def results_table(model_metrics: dict, baselines: pd.DataFrame) -> pd.DataFrame:
+    """The model's test metrics on top of the baselines' (the same columns)."""
     cols = ["pitch_nll", "pitch_top1", "pitch_top5", "mse_step", "mse_duration", "mse_velocity"]
     row = pd.DataFrame([{c: model_metrics.get(c, np.nan) for c in cols}], index=["MelodyLSTM"])
     return pd.concat([row, baselines.reindex(columns=cols)])
