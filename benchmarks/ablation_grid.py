@@ -3,9 +3,9 @@
     python benchmarks/ablation_grid.py [--steps 150] [--seeds 0 1 2] [--threads 1]
                                        [--out benchmarks/results/ablation_grid.csv]
 
-Notebook 06 runs :func:`melody_utils.research.run_grid` on the seed-0 Bach split with a
+Notebook 06 runs :func:`melody_utils.ablation.run_grid` on the seed-0 Bach split with a
 small budget (it must finish inside the notebook). This script runs the same grid, the
-same variants (:func:`melody_utils.research.ablation_variants`), the same recipe
+same variants (:func:`melody_utils.ablation.ablation_variants`), the same recipe
 (``TrainConfig()`` with ``steps`` optimizer steps, warm-up ``steps // 8``, one evaluation
 at the end on 4 validation chorales) and the same fixed 2,048 test windows
 (``randperm(seed 1)``), with more steps. Rows are appended to ``--out`` run by run
@@ -25,9 +25,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from melody_utils.data import make_windows
-from melody_utils.pipeline import prepare
-from melody_utils.research import GRID_FILE, ablation_variants, train_variant
+from melody_utils.ablation import GRID_FILE, ablation_variants, train_variant
+from melody_utils.data import make_windows, prepare
 from melody_utils.train import TrainConfig
 
 GRID_TEST = 2048
@@ -71,10 +70,10 @@ def main() -> None:
             ):
                 continue
             load = os.getloadavg()[0]
-            run = train_variant(
+            row, _ = train_variant(
                 config, train_w, val_small, test_w, recipe, seed, name=name, test_indices=grid_idx
             )
-            row = run.row() | {
+            row |= {
                 "batch_size": recipe.batch_size,
                 "test_windows": GRID_TEST,
                 "threads": args.threads,

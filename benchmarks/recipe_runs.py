@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from melody_utils import seed_everything
+from melody_utils.data import prepare
 from melody_utils.embeddings import (
     embedding_table,
     height_probe,
@@ -38,8 +38,7 @@ from melody_utils.embeddings import (
     seen_mask,
     similarity_by_interval,
 )
-from melody_utils.model import MelodyLSTM, ModelConfig
-from melody_utils.pipeline import prepare
+from melody_utils.model import ModelConfig, build_model
 from melody_utils.train import PROFILES, TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -83,8 +82,7 @@ def run(name: str, prep, steps: int | None, tag: str) -> tuple[dict, pd.DataFram
     config, init = RECIPES[name]
     if steps is not None:
         config = replace(config, steps=steps)
-    seed_everything(config.seed)
-    model = MelodyLSTM(ModelConfig(embed_init_std=init))
+    model = build_model(ModelConfig(embed_init_std=init), config.seed)
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     result = train(

@@ -24,9 +24,9 @@ from dataclasses import replace
 
 import torch
 
+from melody_utils.data import prepare
 from melody_utils.model import MelodyLSTM
-from melody_utils.pipeline import prepare
-from melody_utils.train import PROFILES, _autocast, objective_loss, train
+from melody_utils.train import PROFILES, autocast, objective_loss, train
 
 #: Notes in MAESTRO v3 (about 7 million), for the memory projection.
 MAESTRO_NOTES = 7_000_000
@@ -42,7 +42,7 @@ def bare(device: torch.device, batch: int, steps: int, precision: str) -> float:
     cont = torch.randn(batch, 33, 3, generator=g).to(device)
 
     def step():
-        with _autocast(device, precision):
+        with autocast(device, precision):
             loss, _, _ = objective_loss(model, pitch, cont, config)
         opt.zero_grad(set_to_none=True)
         loss.backward()

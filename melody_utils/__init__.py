@@ -1,11 +1,6 @@
-"""melody_utils: data, model, training, analysis and generation for the melody-lstm notebooks.
-
-Modules, in the order the notebooks introduce them: ``config``, ``notes`` (note tables and
-MIDI), ``data`` (corpora, cache, split, normalizer, windows), ``audio``, ``notation``,
-``plots``, ``model``, ``train`` (and checkpoints), ``baselines``, ``embeddings``,
-``metrics``, ``generate``, ``widgets``, ``ablation``; ``python -m melody_utils`` is the
-main job.
-"""
+"""melody_utils: data, model, training, analysis and generation for the melody-lstm notebooks
+(modules config, notes, data, audio, notation, plots, model, train, baselines, embeddings,
+metrics, generate, widgets, ablation; ``python -m melody_utils`` is the main job)."""
 
 from .config import __version__, fast_mode, get_device, seed_everything
 from .data import (
@@ -22,8 +17,7 @@ from .model import MelodyLSTM, ModelConfig, build_model, parameter_table
 from .notes import BadInputError
 from .train import load_checkpoint
 
-__all__ = [
-    "BadInputError", "Corpus", "MelodyLSTM", "ModelConfig", "Normalizer", "Piece", "Windows", "__version__",
-    "build_model", "fast_mode", "get_device", "load_checkpoint", "load_corpus", "make_windows",
-    "parameter_table", "prepare", "seed_everything", "split_pieces",
-]  # fmt: skip
+__all__ = ["BadInputError", "Corpus", "MelodyLSTM", "ModelConfig", "Normalizer", "Piece", "Windows"]
+__all__ += ["__version__", "build_model", "fast_mode", "get_device", "load_checkpoint"]
+__all__ += ["load_corpus", "make_windows", "parameter_table", "prepare", "seed_everything"]
+__all__ += ["split_pieces"]

@@ -1,10 +1,6 @@
-"""The main job, ``python -m melody_utils [run] [options]`` (``make run``).
-
-Load and split the corpus, train, test against the baselines, write the checkpoint, the
-history, the loss curves and continuations of held-out pieces under ``outputs/``. A mistake
-on the command line or in the data it names is one line on stderr and exit status 2,
-before anything is written (``MELODY_DEBUG=1`` shows the traceback).
-"""
+"""The main job, ``python -m melody_utils [run] [options]`` (``make run``): train, test, write the
+checkpoint, history, loss curves and continuations under ``outputs/``. A command-line or data
+mistake is one line on stderr and exit 2, before any write (``MELODY_DEBUG=1``: traceback)."""
 
 from __future__ import annotations
 
@@ -53,34 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
     from .train import PROFILES
 
     parser = _Parser(prog=PROG, description="melody-lstm main job")
-    run = parser.add_subparsers(dest="command", parser_class=_Parser).add_parser(
-        "run", help="train on a corpus and write outputs/ (the default command)"
-    )
-    run.add_argument(
-        "--source", default="bach", help="'bach' (default), 'essen' or a folder of MIDI files"
-    )
-    run.add_argument(
-        "--profile", default="default", choices=sorted(PROFILES), help="training recipe"
-    )
-    budget = run.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_whole(1), help="override the profile's optimizer steps")
-    budget.add_argument(
-        "--epochs", type=_whole(1), help="N passes over the training windows (sets --steps)"
-    )
-    run.add_argument("--limit", type=_whole(1), help="use only the first N files")
-    run.add_argument("--split-seed", type=_whole(0, 2**32 - 1), default=0)
-    run.add_argument("--out", type=Path, default=OUTPUT_DIR, help="output folder")
-    run.add_argument(
-        "--resume", action="store_true", help="continue an interrupted run from OUT/train/last.pt"
-    )
-    run.add_argument("--device", default=None, help="force cpu, cuda, cuda:N or mps")
-    run.add_argument("--no-music", action="store_true", help="skip the generated pieces")
-    run.add_argument("--no-cache", action="store_true", help="parse the corpus, cache nothing")
-    run.add_argument(
-        "--publish",
-        action="store_true",
-        help="copy the checkpoint to melody_utils/pretrained/ (maintainers; Bach only)",
-    )
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    run = sub.add_parser("run", help="train on a corpus and write outputs/ (the default command)")
+    add, flag = run.add_argument, {"action": "store_true"}
+    add("--source", default="bach", help="'bach' (default), 'essen' or a folder of MIDI files")
+    add("--profile", default="default", choices=sorted(PROFILES), help="training recipe")
+    budget = run.add_mutually_exclusive_group().add_argument
+    budget("--steps", type=_whole(1), help="override the profile's optimizer steps")
+    budget("--epochs", type=_whole(1), help="N passes over the training windows (sets --steps)")
+    add("--limit", type=_whole(1), help="use only the first N files")
+    add("--split-seed", type=_whole(0, 2**32 - 1), default=0)
+    add("--out", type=Path, default=OUTPUT_DIR, help="output folder")
+    add("--resume", **flag, help="continue an interrupted run from OUT/train/last.pt")
+    add("--device", default=None, help="force cpu, cuda, cuda:N or mps")
+    add("--no-music", **flag, help="skip the generated pieces")
+    add("--no-cache", **flag, help="parse the corpus, cache nothing")
+    publish = "copy the checkpoint to melody_utils/pretrained/ (maintainers; Bach only)"
+    add("--publish", **flag, help=publish)
     return parser
 
 
@@ -115,23 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: returns the exit status. ``run`` is the default command."""
     from .train import CheckpointError
 
+    errors = (BadInputError, FileNotFoundError, NotADirectoryError, CheckpointError, ValueError)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("run", "-h", "--help"):
         argv = ["run", *argv]
     try:
         args = build_parser().parse_args(argv)
         run_main(args, _check(args))
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except (
-        BadInputError,
-        FileNotFoundError,
-        NotADirectoryError,
-        CheckpointError,
-        ValueError,
-    ) as exc:
-        if os.environ.get("MELODY_DEBUG"):
+    except (UsageError, *errors) as exc:
+        if not isinstance(exc, UsageError) and os.environ.get("MELODY_DEBUG"):
             raise
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -158,82 +135,52 @@ def run_main(args: argparse.Namespace, device: torch.device) -> None:
         train,
     )
 
-    t_start = time.perf_counter()
-    config = (
-        PROFILES[args.profile]
-        if args.steps is None
-        else replace(PROFILES[args.profile], steps=args.steps)
-    )
-    print(
-        f"== melody-lstm main job: source={args.source!r}, profile={args.profile!r}, device={device.type}"
-    )
+    t_start, config = time.perf_counter(), PROFILES[args.profile]
+    config = config if args.steps is None else replace(config, steps=args.steps)
+    head = f"source={args.source!r}, profile={args.profile!r}, device={device.type}"
+    print(f"== melody-lstm main job: {head}")
     prep = prepare(args.source, args.split_seed, args.limit, use_cache=not args.no_cache)
-    print(prep.corpus.report(max_rows=10))
-    print(
-        f"loaded in {prep.corpus.load_seconds:.1f}s ({'cache' if prep.corpus.from_cache else 'read'})"
-    )
+    corpus = prep.corpus
+    print(corpus.report(max_rows=10))
+    print(f"loaded in {corpus.load_seconds:.1f}s ({'cache' if corpus.from_cache else 'read'})")
     print(prep.summary().to_string())
     print(prep.normalizer)
+    tr, val, test = (prep.windows[k] for k in ("train", "val", "test"))
     if args.epochs is not None:
-        config = replace(
-            config, steps=math.ceil(args.epochs * len(prep.windows["train"]) / config.batch_size)
-        )
+        config = replace(config, steps=math.ceil(args.epochs * len(tr) / config.batch_size))
         print(f"--epochs {args.epochs}: {config.steps} steps of {config.batch_size} windows")
     out: Path = args.out
     model = build_model(seed=config.seed)
     meta = {**prep.data_metadata(), "profile": args.profile}
-    result = train(
-        model,
-        prep.windows["train"],
-        prep.windows["val"],
-        config,
-        out_dir=out / "train",
-        resume=args.resume,
-        device=device,
-        normalizer=prep.normalizer,
-        metadata=meta,
-    )
-    print(
-        f"best step {result.best_step} of {config.steps}, validation loss {result.best_val_loss:.4f}, "
-        f"{result.train_seconds:.0f} s of training"
-        + (" (stopped early)" if result.stopped_early else "")
-    )
-    metrics = evaluate(model, prep.windows["test"], device=device)
-    baselines = fit_baselines(prep.splits["train"], prep.normalizer).evaluate(prep.windows["test"])
+    kw = {"resume": args.resume, "device": device, "normalizer": prep.normalizer, "metadata": meta}
+    result = train(model, tr, val, config, out_dir=out / "train", **kw)
+    line = f"best step {result.best_step} of {config.steps}, "
+    line += f"validation loss {result.best_val_loss:.4f}, {result.train_seconds:.0f} s of training"
+    print(line + (" (stopped early)" if result.stopped_early else ""))
+    metrics = evaluate(model, test, device=device)
+    baselines = fit_baselines(prep.splits["train"], prep.normalizer).evaluate(test)
     table = results_table(metrics, baselines)
     print("\nTest split (pitch NLL in nats; MSE in normalized units):")
     print(table.round(4).to_string())
     machine = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         machine["gpu"] = torch.cuda.get_device_name()
-    machine["load_average_1min"] = (
-        round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-    )
-    meta.update(
-        train_config=config.to_dict(),
-        best_step=result.best_step,
-        device=result.device,
-        train_seconds=result.train_seconds,
-        machine=machine,
-        test_metrics=metrics,
-        history=result.history.to_dict(orient="records"),
-        baselines={
-            k: {c: None if v != v else float(v) for c, v in row.items()}
-            for k, row in baselines.iterrows()
-        },
-        split_summary=prep.summary().to_dict(orient="index"),
-    )
+    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    meta.update(train_config=config.to_dict(), best_step=result.best_step, device=result.device)
+    meta.update(train_seconds=result.train_seconds, machine={**machine, "load_average_1min": load})
+    meta.update(test_metrics=metrics, history=result.history.to_dict(orient="records"))
+    meta["baselines"] = {
+        k: {c: None if v != v else float(v) for c, v in r.items()} for k, r in baselines.iterrows()
+    }
+    meta["split_summary"] = prep.summary().to_dict(orient="index")
     name = "melody_lstm_" + (prep.source if prep.source in BUILTIN else file_stem(prep.source))
     stem = save_checkpoint(out / "checkpoints" / name, model, prep.normalizer, meta)
     result.history.to_csv(out / "history.csv", index=False)
     table.to_csv(out / "test_metrics.csv")
-    plot_history(result.history, f"MelodyLSTM on {prep.source} ({args.profile} profile)").savefig(
-        out / "loss_curves.png", dpi=110
-    )
-    print(
-        f"\nwrote {out.name}/checkpoints/{stem.name}.safetensors (+ .json), history.csv, test_metrics.csv, "
-        "loss_curves.png"
-    )
+    fig = plot_history(result.history, f"MelodyLSTM on {prep.source} ({args.profile} profile)")
+    fig.savefig(out / "loss_curves.png", dpi=110)
+    files = "(+ .json), history.csv, test_metrics.csv, loss_curves.png"
+    print(f"\nwrote {out.name}/checkpoints/{stem.name}.safetensors {files}")
     if args.publish:
         for src, dst in zip(checkpoint_files(stem), checkpoint_files(PRETRAINED), strict=True):
             shutil.copyfile(src, dst)
@@ -246,9 +193,8 @@ def run_main(args: argparse.Namespace, device: torch.device) -> None:
 def write_music(
     model, prep: Prepared, folder: Path, n_pieces: int = 3, n_notes: int = 128, seed: int = 0
 ) -> list[Path]:
-    """Continue the opening 64 notes of a few held-out pieces at temperature 1; write a
-    ``.mid``, a ``.wav`` and a piano-roll ``.png`` of each, print its measures beside the
-    real pieces' (:func:`~melody_utils.metrics.reference_stats`) and its copy check."""
+    """Continue a few held-out pieces' openings at temperature 1: write a ``.mid``, ``.wav`` and
+    piano-roll ``.png`` of each, print its measures beside real pieces' and its copy check."""
     import matplotlib.pyplot as plt
 
     from .audio import audio_backend, write_wav
@@ -257,10 +203,8 @@ def write_music(
     from .plots import plot_piano_roll
 
     primers = list(primers_from_pieces(prep.splits["test"]).items())[:n_pieces]
-    print(
-        f"\nContinuing {len(primers)} held-out pieces from their opening notes ({n_notes} notes, temperature 1, "
-        f"audio: {audio_backend()})"
-    )
+    how = f"({n_notes} notes, temperature 1, audio: {audio_backend()})"
+    print(f"\nContinuing {len(primers)} held-out pieces from their opening notes {how}")
     index = CopyIndex(prep.splits["train"])
     try:
         reference = reference_stats(prep.splits["test"], n_notes, index)
@@ -275,24 +219,19 @@ def write_music(
         written += res.write_midi(folder, stem.name)[:1]
         write_wav(res.notes[0], stem.with_suffix(".wav"))
         fig, ax = plt.subplots(figsize=(12, 4))
-        plot_piano_roll(
-            res.notes[0],
-            ax=ax,
-            split_at=res.split_at,
-            title=f"{piece_id}: its notes "
-            f"{len(primer) - res.split_at + 1}-{len(primer)} and the continuation",
-        )
+        first = len(primer) - res.split_at + 1
+        title = f"{piece_id}: its notes {first}-{len(primer)} and the continuation"
+        plot_piano_roll(res.notes[0], ax=ax, split_at=res.split_at, title=title)
         fig.savefig(stem.with_suffix(".png"), dpi=100)
         plt.close(fig)
         print(f"  {stem.name}_1.mid:" + "".join(f"\n  ({m})" for m in res.messages))
         print(res.stats_table(reference).to_string())
         match = res.copies[0]
         if runs is not None and match.length:
-            print(
-                f"  longest run shared with the training set: {match.length} notes (at {match.piece_id}, note "
-                f"{match.note_index}); {runs.share_at_least(match.length):.0%} of the real held-out windows of "
-                f"{n_notes} notes share a run at least as long"
-            )
+            at = f"{match.length} notes (at {match.piece_id}, note {match.note_index})"
+            msg = f"  longest run shared with the training set: {at}; "
+            msg += f"{runs.share_at_least(match.length):.0%} of the real held-out windows of "
+            print(msg + f"{n_notes} notes share a run at least as long")
     return written
 
 

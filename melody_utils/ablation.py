@@ -1,11 +1,6 @@
-"""What each part of the model buys (notebook 06 and ``benchmarks/ablation_grid.py``).
-
-Variants of the card's model trained with one recipe on one split, over seeds
-(:func:`run_grid`), compared with the card's model paired by seed
-(:func:`paired_differences`); continuations of several primers under one setting
-(:func:`sample_continuations`), their rhythm (:func:`rhythm_table`) and their measures
-against real music of the same length (:func:`compare_sets`).
-"""
+"""What each part of the model buys (notebook 06, ``benchmarks/ablation_grid.py``): variants
+trained over seeds (:func:`run_grid`), compared by seed (:func:`paired_differences`); their
+continuations against real music (:func:`rhythm_table`, :func:`compare_sets`)."""
 
 from __future__ import annotations
 
@@ -22,6 +17,7 @@ from .generate import GenerationResult, generate
 from .metrics import (
     MEASURES,
     _tables,
+    _window_measures,
     distribution_distance,
     duration_histogram,
     interval_histogram,
@@ -39,9 +35,8 @@ RUN_METRICS = ("pitch_nll", "pitch_top1", "pitch_top5", "mse_step", "mse_duratio
 
 
 def ablation_variants(card: ModelConfig | None = None) -> dict[str, ModelConfig]:
-    """The card's model, one-hot pitch input, pitch only (no time inputs), no LayerNorm, a
-    GRU of the same sizes, and the TensorFlow music tutorial's model (LSTM(128), pitch as
-    a scalar, no LayerNorm, no embedding dropout)."""
+    """The card's model, one-hot pitch, pitch only (no time inputs), no LayerNorm, a GRU, and the
+    TensorFlow tutorial's model (LSTM(128), scalar pitch, no LayerNorm or embedding dropout)."""
     card = card or ModelConfig()
     return {
         "card model": card,
@@ -73,25 +68,15 @@ def train_variant(
     ``seed``) and test one variant the card's way: ``(row, model)``, the row holding the
     variant, seed, :data:`RUN_METRICS`, parameters, steps and seconds."""
     model = build_model(config, seed, time_classes)
-    result = train(
-        model, train_w, val_w, replace(recipe, seed=seed), progress=progress, device=device
-    )
+    run = replace(recipe, seed=seed)
+    result = train(model, train_w, val_w, run, progress=progress, device=device)
     t0 = time.perf_counter()
-    metrics = evaluate(
-        model, test_w, recipe.eval_batch_size, recipe.cont_weight, indices=test_indices
-    )
-    steps = int(result.history["step"].iloc[-1])
-    row = {
-        "variant": name,
-        "seed": seed,
-        **{m: metrics[m] for m in RUN_METRICS},
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "steps": steps,
-        "train_seconds": result.train_seconds,
-        "seconds_per_step": result.train_seconds / steps,
-        "eval_seconds": time.perf_counter() - t0,
-    }
-    return row, model
+    m = evaluate(model, test_w, recipe.eval_batch_size, recipe.cont_weight, indices=test_indices)
+    steps, secs = int(result.history["step"].iloc[-1]), result.train_seconds
+    row = {"variant": name, "seed": seed, **{k: m[k] for k in RUN_METRICS}}
+    row.update(parameters=sum(p.numel() for p in model.parameters()), steps=steps)
+    row.update(train_seconds=secs, seconds_per_step=secs / steps)
+    return {**row, "eval_seconds": time.perf_counter() - t0}, model
 
 
 def run_grid(
@@ -112,28 +97,13 @@ def run_grid(
 
     if not variants or not seeds:
         raise ValueError("run_grid needs at least one variant and one seed")
-    rows = []
-    with tqdm(
-        [(s, n) for s in seeds for n in variants],
-        desc="ablation grid",
-        unit="run",
-        disable=not progress,
-    ) as bar:
+    rows, runs = [], [(s, n) for s in seeds for n in variants]
+    kw = {"test_indices": test_indices, "device": device}
+    with tqdm(runs, desc="ablation grid", unit="run", disable=not progress) as bar:
         for seed, name in bar:
             bar.set_postfix_str(f"{name}, seed {seed}")
-            rows.append(
-                train_variant(
-                    variants[name],
-                    train_w,
-                    val_w,
-                    test_w,
-                    recipe,
-                    seed,
-                    name=name,
-                    test_indices=test_indices,
-                    device=device,
-                )[0]
-            )
+            data = (train_w, val_w, test_w, recipe, seed)
+            rows.append(train_variant(variants[name], *data, name=name, **kw)[0])
     return pd.DataFrame(rows)
 
 
@@ -149,9 +119,8 @@ def summarise_runs(runs: pd.DataFrame, metrics: Sequence[str] = RUN_METRICS) -> 
 def paired_differences(
     runs: pd.DataFrame, reference: str, metric: str = "pitch_nll"
 ) -> pd.DataFrame:
-    """Each variant minus ``reference`` on ``metric``, paired by seed (runs of one seed draw
-    the same batches and transpositions): ``seeds``, ``mean``, ``sd``, the 95 % Student-t
-    interval ``ci_low``..``ci_high`` and ``clear`` (the interval excludes 0)."""
+    """Each variant minus ``reference`` on ``metric``, paired by seed: ``seeds``, ``mean``, ``sd``,
+    the 95 % Student-t interval ``ci_low``..``ci_high`` and ``clear`` (it excludes 0)."""
     from scipy.stats import t as student
 
     table = runs.pivot(index="seed", columns="variant", values=metric)
@@ -160,18 +129,12 @@ def paired_differences(
     rows = {}
     for name in (n for n in dict.fromkeys(runs["variant"]) if n != reference):
         d = (table[name] - table[reference]).dropna()
-        half = (
-            student.ppf(0.975, len(d) - 1) * d.std() / math.sqrt(len(d)) if len(d) > 1 else math.nan
-        )
-        rows[name] = {
-            "seeds": len(d),
-            "mean": d.mean(),
-            "sd": d.std(),
-            "ci_low": d.mean() - half,
-            "ci_high": d.mean() + half,
-        }
-        rows[name]["clear"] = bool(rows[name]["ci_low"] > 0 or rows[name]["ci_high"] < 0)
-    return pd.DataFrame(rows).T.rename_axis("variant")
+        n, mean, sd = len(d), d.mean(), d.std()
+        half = student.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
+        low, high = mean - half, mean + half
+        rows[name] = {"seeds": n, "mean": mean, "sd": sd, "ci_low": low, "ci_high": high}
+        rows[name]["clear"] = bool(low > 0 or high < 0)
+    return pd.DataFrame(rows).T.infer_objects().rename_axis("variant")
 
 
 def sample_continuations(
@@ -188,13 +151,8 @@ def sample_continuations(
     (those of :func:`~melody_utils.generate.generate`) and the same seed."""
     if not primers:
         raise ValueError("need at least one primer")
-    settings.setdefault("cpu_threads", 1)
-    return {
-        pid: generate(
-            model, normalizer, p, n_notes, n_variations=n_variations, seed=seed, **settings
-        )
-        for pid, p in primers.items()
-    }
+    settings = {"cpu_threads": 1, **settings, "n_variations": n_variations, "seed": seed}
+    return {pid: generate(model, normalizer, p, n_notes, **settings) for pid, p in primers.items()}
 
 
 def continuations(results: Mapping[str, GenerationResult]) -> list[pd.DataFrame]:
@@ -203,10 +161,9 @@ def continuations(results: Mapping[str, GenerationResult]) -> list[pd.DataFrame]
 
 
 def rhythm_table(sets: Mapping[str, object], real: object, metric: str = "tv") -> pd.DataFrame:
-    """Per set of note tables, its steps pooled: ``tables``, ``notes``, ``steps``, ``flams``,
-    ``flam_rate``, ``chord_share``, ``median_onset_step``, the distance of its step and
-    duration histograms from ``real``'s (0: the same, 1: nothing in common) and
-    ``chord_share_gap`` (points of 100 above real's)."""
+    """Per set of note tables, steps pooled: counts, ``flam_rate``, ``chord_share``,
+    ``median_onset_step``, step and duration histogram distances from ``real`` (0: the same,
+    1: nothing in common) and ``chord_share_gap`` (points of 100 above real's)."""
     rows = {}
     for label, tables in {"real": real, **sets}.items():
         ts = _tables(tables)
@@ -218,13 +175,9 @@ def rhythm_table(sets: Mapping[str, object], real: object, metric: str = "tv") -
             "flams": int(((s >= CHORD_SNAP) & (s < FLAM_MAX)).sum()),
             "chord_share": float((s < CHORD_SNAP).mean()),
             "median_onset_step": float(np.median(s[s >= CHORD_SNAP])),
-            "step_distance": distribution_distance(
-                step_histogram(ts), step_histogram(real), metric
-            ),
-            "duration_distance": distribution_distance(
-                duration_histogram(ts), duration_histogram(real), metric
-            ),
         }
+        for key, hist in (("step", step_histogram), ("duration", duration_histogram)):
+            rows[label][f"{key}_distance"] = distribution_distance(hist(ts), hist(real), metric)
     out = pd.DataFrame(rows).T.drop(index="real").rename_axis("set")
     out.insert(4, "flam_rate", out["flams"] / out["steps"])
     out["chord_share_gap"] = 100 * (out["chord_share"] - rows["real"]["chord_share"])
@@ -234,19 +187,13 @@ def rhythm_table(sets: Mapping[str, object], real: object, metric: str = "tv") -
 def compare_sets(
     generated: Mapping[str, object], real: object, length: int, metric: str = "tv"
 ) -> pd.DataFrame:
-    """Per setting, the mean :func:`~melody_utils.metrics.measures` of its generated tables,
-    and the distance of its pitch-class, interval, step and duration histograms from those
-    of real pieces cut into windows of ``length`` notes; beside them ``real`` (mean over
-    the windows of each piece, then pieces) and ``real_sd`` (over windows: how much one real
-    window varies)."""
+    """Per setting, the mean :func:`~melody_utils.metrics.measures` of its tables and its
+    histograms' distances from real windows of ``length`` notes; beside them ``real`` (mean over
+    each piece's windows, then pieces) and ``real_sd`` (over windows)."""
     windows = real_windows(real, length)
-    real_rows = pd.DataFrame([measures(w) for _, _, w in windows])
-    out = pd.DataFrame(
-        {
-            "real": real_rows.groupby([p for p, _, _ in windows], sort=False).mean().mean(),
-            "real_sd": real_rows.std(ddof=0),
-        }
-    )
+    real_rows = _window_measures(windows)
+    real_mean = real_rows.groupby(level=0, sort=False).mean().mean()
+    out = pd.DataFrame({"real": real_mean, "real_sd": real_rows.std(ddof=0)})
     hists = {
         "pitch-class histogram": pitch_class_histogram,
         "interval histogram": interval_histogram,
@@ -255,7 +202,7 @@ def compare_sets(
         "duration histogram": duration_histogram,
     }
     real_tables = [w for _, _, w in windows]
-    for h, f in hists.items():
+    for h in hists:
         out.loc[h] = math.nan
     for label, tables in generated.items():
         ts = _tables(tables)
@@ -264,10 +211,8 @@ def compare_sets(
             col[h] = distribution_distance(f(ts), f(real_tables), metric)
         out[label] = col
     out = out.drop(index="copied_run", errors="ignore")
-    out.insert(
-        0, "description", [MEASURES.get(m, f"{metric} distance from real") for m in out.index]
-    )
-    out.attrs.update(
-        length=length, real_windows=len(windows), real_pieces=len({p for p, _, _ in windows})
-    )
+    about = [MEASURES.get(m, f"{metric} distance from real") for m in out.index]
+    out.insert(0, "description", about)
+    n_pieces = real_rows.index.nunique()
+    out.attrs.update(length=length, real_windows=len(windows), real_pieces=n_pieces)
     return out

@@ -1,22 +1,11 @@
-"""Note tables to sound, offline (introduced in notebook 01).
-
-By default a General MIDI SoundFont plays the notes, through ``tinysoundfont`` and the
-``TimGM6mb.sf2`` that ships inside the ``pretty_midi`` wheel (``MELODY_SOUNDFONT`` points at
-another ``.sf2``): real instrument samples, no system library, no download. A note table's
-``program`` column says which instrument plays each note (the chorales: church organ; MIDI
-files: their own programs); without one, a piano. Where tinysoundfont or the SoundFont is
-missing, a small built-in additive synthesizer plays instead, with a one-line notice
-(``MELODY_AUDIO_BACKEND=builtin`` or ``soundfont`` forces one).
-
-A key the instrument cannot sound (a SoundFont piano has no sample above C8; the built-in
-synthesizer nothing above 45 % of the sample rate) is played an octave lower, or more,
-with a warning: never silently dropped. Every clip is brought to the same loudness, the RMS
-of the whole clip set to :data:`TARGET_RMS`, with a smooth limiter keeping every sample
-within ``±PEAK``.
-"""
+"""Note tables to sound, offline (notebook 01): a General MIDI SoundFont through tinysoundfont
+(pretty_midi's ``TimGM6mb.sf2``, or ``MELODY_SOUNDFONT``) plays each row's ``program`` (default
+piano), else a built-in synthesizer (``MELODY_AUDIO_BACKEND`` forces one). A key the instrument
+cannot sound moves by octaves, with a warning; every clip is set to :data:`TARGET_RMS`."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import math
 import os
@@ -57,20 +46,13 @@ def audio_backend() -> str:
     if forced == "builtin":
         return "builtin"
     try:
-        import tinysoundfont  # noqa: F401
-
-        found = soundfont() is not None
+        found = bool(importlib.import_module("tinysoundfont")) and soundfont() is not None
     except ImportError:
         found = False
     if forced == "soundfont" and not found:
-        raise RuntimeError(
-            "MELODY_AUDIO_BACKEND=soundfont but tinysoundfont or the SoundFont is missing: "
-            "`pip install --no-deps tinysoundfont`, or unset the variable"
-        )
+        msg = "MELODY_AUDIO_BACKEND=soundfont but tinysoundfont or the SoundFont is missing: "
+        raise RuntimeError(msg + "`pip install --no-deps tinysoundfont`, or unset the variable")
     return "soundfont" if found else "builtin"
-
-
-# --------------------------------------------------------------------------- the two synthesizers
 
 
 def _synth(sample_rate: int, programs: list[int]) -> object:
@@ -78,7 +60,12 @@ def _synth(sample_rate: int, programs: list[int]) -> object:
     import tinysoundfont
 
     synth = tinysoundfont.Synth(samplerate=sample_rate)
-    sfid = synth.sfload(str(soundfont()))
+    path = soundfont()
+    try:
+        sfid = synth.sfload(str(path))
+    except Exception as exc:  # tinysoundfont: RuntimeError("Could not load SoundFont file")
+        msg = f"cannot load the SoundFont {path.name} ({exc}): point MELODY_SOUNDFONT at a "
+        raise RuntimeError(msg + ".sf2 file, or set MELODY_AUDIO_BACKEND=builtin") from None
     for channel, program in zip((c for c in range(16) if c != 9), programs, strict=False):
         synth.program_select(channel, sfid, 0, int(program))
     return synth
@@ -90,32 +77,23 @@ def _keys(sample_rate: int, program: int) -> np.ndarray:
     synth, sounds = _synth(sample_rate, [program]), np.zeros(128, bool)
     for key in range(128):
         synth.noteon(0, key, 100)
-        sounds[key] = (
-            np.abs(np.frombuffer(synth.generate(sample_rate // 50), np.float32)).max() > 1e-4
-        )
-        synth.notes_off()
-        synth.generate(sample_rate // 5)
+        sound = np.frombuffer(synth.generate(sample_rate // 50), np.float32)
+        sounds[key] = np.abs(sound).max() > 1e-4
+        synth.sounds_off()  # at once: a released note's tail would pass for the next key
+        synth.generate(sample_rate // 50)
     return sounds
 
 
 def _soundfont_render(notes: pd.DataFrame, sample_rate: int) -> np.ndarray:
     programs = sorted(set(notes[PROGRAM].tolist()))[:15]
     channel = {p: c for p, c in zip(programs, (c for c in range(16) if c != 9), strict=False)}
-    synth = _synth(sample_rate, programs)
-    ons = [
-        (round(s * sample_rate), 1, channel.get(g, 0), p, v)
-        for p, s, v, g in zip(
-            notes["pitch"], notes["start"], notes["velocity"], notes[PROGRAM], strict=True
-        )
-    ]
-    offs = [
-        (round(e * sample_rate), 0, channel.get(g, 0), p, 0)
-        for p, e, g in zip(notes["pitch"], notes["end"], notes[PROGRAM], strict=True)
-    ]
+    synth, events = _synth(sample_rate, programs), []
+    columns = [notes[c] for c in ("pitch", "start", "end", "velocity", PROGRAM)]
+    for p, s, e, v, g in zip(*columns, strict=True):
+        ch = channel.get(g, 0)
+        events += [(round(s * sample_rate), 1, ch, p, v), (round(e * sample_rate), 0, ch, p, 0)]
     out, at = [], 0
-    for when, on, ch, pitch, vel in sorted(
-        offs + ons
-    ):  # at one sample, a note-off before a note-on
+    for when, on, ch, pitch, vel in sorted(events):  # at one sample, a note-off before a note-on
         if when > at:
             out.append(np.frombuffer(synth.generate(when - at), np.float32))
             at = when
@@ -125,13 +103,12 @@ def _soundfont_render(notes: pd.DataFrame, sample_rate: int) -> np.ndarray:
 
 
 def _builtin_render(notes: pd.DataFrame, sample_rate: int) -> np.ndarray:
-    """Additive synthesis: six harmonics that decay faster the higher they are, a piano-like
-    envelope (5 ms attack, decay, 80 ms release), loudness from velocity."""
-    release = int(0.08 * sample_rate)
+    """Additive synthesis: six decaying harmonics, a piano-like envelope (5 ms attack, decay,
+    80 ms release), loudness from velocity."""
+    release, attack = int(0.08 * sample_rate), int(0.005 * sample_rate)
     out = np.zeros(int(math.ceil(notes["end"].max() * sample_rate)) + release + 1)
-    for p, s, e, v in zip(
-        notes["pitch"], notes["start"], notes["end"], notes["velocity"], strict=True
-    ):
+    columns = [notes[c] for c in ("pitch", "start", "end", "velocity")]
+    for p, s, e, v in zip(*columns, strict=True):
         n_on = max(1, round((e - s) * sample_rate))
         t = np.arange(n_on + release) / sample_rate
         f0 = 440.0 * 2.0 ** ((p - 69) / 12)
@@ -141,24 +118,16 @@ def _builtin_render(notes: pd.DataFrame, sample_rate: int) -> np.ndarray:
             if (k + 1) * f0 < 0.45 * sample_rate
         )
         env = np.exp(-t / np.clip(1.6 * 2.0 ** (-(p - 60) / 24), 0.35, 4.0))
-        env[: int(0.005 * sample_rate)] *= np.linspace(
-            0, 1, int(0.005 * sample_rate), endpoint=False
-        )
+        env[:attack] *= np.linspace(0, 1, attack, endpoint=False)
         env[n_on:] *= np.linspace(1, 0, release)
-        a = round(s * sample_rate)
-        out[a : a + len(t)] += (tone * env * (max(1, min(127, int(v))) / 127) ** 1.5)[
-            : len(out) - a
-        ]
+        a, gain = round(s * sample_rate), (max(1, min(127, int(v))) / 127) ** 1.5
+        out[a : a + len(t)] += (tone * env * gain)[: len(out) - a]
     return out
 
 
-# --------------------------------------------------------------------------- loudness
-
-
 def _limit(x: np.ndarray, ceiling: float, hold: int) -> np.ndarray:
-    """``x`` times a smooth gain <= 1 that keeps every sample within ``±ceiling``: the
-    block-wise minimum of the gain each sample needs, widened to the neighbouring blocks and
-    smoothed over ``2 * hold + 1`` samples (ramps of tens of ms, no bent waveform peaks)."""
+    """``x`` times a smooth gain <= 1 keeping every sample within ``±ceiling``: block minima of
+    the gain needed, widened to neighbouring blocks, smoothed over ``2 * hold + 1`` samples."""
     need = np.minimum(1.0, ceiling / np.maximum(np.abs(x), 1e-12))
     if need.min() >= 1.0:
         return x
@@ -169,9 +138,8 @@ def _limit(x: np.ndarray, ceiling: float, hold: int) -> np.ndarray:
 
 
 def normalize(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """``x`` at :data:`TARGET_RMS` over the whole clip, peaks limited to :data:`PEAK`, by a
-    few rounds of "scale, limit, measure again", never more than :data:`MAX_LIMITING` times
-    the gain that puts the loudest sample at PEAK."""
+    """``x`` at :data:`TARGET_RMS`, peaks limited to :data:`PEAK` (a few rounds of scale, limit,
+    measure), at most :data:`MAX_LIMITING` times the gain that puts the loudest sample at PEAK."""
     x = np.asarray(x, np.float64)
     peak, rms = float(np.abs(x).max()), float(np.sqrt(np.mean(x**2)))
     if peak == 0 or not math.isfinite(rms):
@@ -187,53 +155,38 @@ def normalize(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.clip(out, -PEAK, PEAK).astype(np.float32)
 
 
-# --------------------------------------------------------------------------- rendering
-
-
 def render(
     notes: pd.DataFrame,
     sample_rate: int = SAMPLE_RATE,
     program: int | None = None,
     max_seconds: float = MAX_SECONDS,
 ) -> np.ndarray:
-    """A note table as a mono float32 waveform at :data:`TARGET_RMS` loudness.
-
-    ``program`` overrides the table's ``program`` column (default: piano). Music longer than
-    ``max_seconds`` is cut there with a warning; a key the instrument cannot sound is moved
-    by octaves with a warning (module docstring). An empty table is a ValueError.
-    """
+    """A note table as a mono float32 waveform at :data:`TARGET_RMS` loudness; ``program``
+    overrides the table's column (default: piano); music past ``max_seconds`` is cut, with a
+    warning. An empty table is a ValueError."""
     if not isinstance(notes, pd.DataFrame) or not {"pitch", "start", "end"} <= set(notes.columns):
         raise ValueError("render needs a note table with pitch, start and end")
     if len(notes) == 0:
         raise ValueError("nothing to render: the note table is empty")
-    if (
-        isinstance(sample_rate, bool)
-        or not isinstance(sample_rate, int)
-        or not 1000 <= sample_rate <= 192000
-    ):
+    rate_ok = isinstance(sample_rate, int) and 1000 <= sample_rate <= 192000
+    if isinstance(sample_rate, bool) or not rate_ok:
         raise ValueError(f"sample_rate must be an integer in 1000..192000 Hz, got {sample_rate!r}")
+    seconds_ok = isinstance(max_seconds, int | float) and 0 < max_seconds < math.inf
+    if isinstance(max_seconds, bool) or not seconds_ok:
+        raise ValueError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
     t = notes[["pitch", "start", "end"]].assign(
         velocity=notes["velocity"] if "velocity" in notes else 100,
         program=program if program is not None else notes.get(PROGRAM, PIANO),
     )
     if t["end"].max() > max_seconds:
-        warnings.warn(
-            f"the music lasts {t['end'].max():,.0f} s; only its first {max_seconds:g} s are "
-            "rendered (max_seconds)",
-            UserWarning,
-            stacklevel=2,
-        )
+        msg = f"the music lasts {t['end'].max():,.0f} s; only its first {max_seconds:g} s are "
+        warnings.warn(msg + "rendered (max_seconds)", UserWarning, stacklevel=2)
         t = t[t["start"] < max_seconds].assign(end=lambda d: d["end"].clip(upper=max_seconds))
     backend = audio_backend()
-    if (
-        backend == "builtin"
-        and os.environ.get("MELODY_AUDIO_BACKEND", "").strip().lower() != "builtin"
-    ):
-        warnings.warn(
-            "no SoundFont synthesizer (tinysoundfont): the built-in synthesizer plays instead",
-            UserWarning,
-            stacklevel=2,
-        )
+    forced = os.environ.get("MELODY_AUDIO_BACKEND", "").strip().lower() == "builtin"
+    if backend == "builtin" and not forced:
+        msg = "no SoundFont synthesizer (tinysoundfont): the built-in synthesizer plays instead"
+        warnings.warn(msg, UserWarning, stacklevel=2)
     builtin = 440.0 * 2 ** ((np.arange(128) - 69) / 12) < 0.45 * sample_rate
     pitch = t["pitch"].to_numpy(np.int64).copy()
     for i, (g, p) in enumerate(zip(t["program"], pitch, strict=True)):
@@ -244,19 +197,13 @@ def render(
         pitch[i] = p
     if (moved := pitch != t["pitch"].to_numpy()).any():
         keys = sorted(set(t["pitch"][moved]))
+        msg = f"{int(moved.sum())} note(s) at keys {keys} have no sound on this instrument; "
         warnings.warn(
-            f"{int(moved.sum())} note(s) at keys {keys} have no sound on this instrument; "
-            "played an octave (or more) nearer the middle",
-            UserWarning,
-            stacklevel=2,
+            msg + "played an octave (or more) nearer the middle", UserWarning, stacklevel=2
         )
     t = t.assign(pitch=pitch)
-    wave_ = (
-        _soundfont_render(t, sample_rate)
-        if backend == "soundfont"
-        else _builtin_render(t, sample_rate)
-    )
-    return normalize(wave_, sample_rate)
+    synthesize = _soundfont_render if backend == "soundfont" else _builtin_render
+    return normalize(synthesize(t, sample_rate), sample_rate)
 
 
 def wav_bytes(notes_or_wave: pd.DataFrame | np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
@@ -265,8 +212,8 @@ def wav_bytes(notes_or_wave: pd.DataFrame | np.ndarray, sample_rate: int = SAMPL
         x = np.asarray(notes_or_wave, np.float64)
         if x.ndim != 1 or len(x) == 0 or not np.isfinite(x).all():
             raise ValueError("a waveform must be a non-empty 1-D array of finite samples")
-    else:
-        x = render(notes_or_wave, sample_rate)
+    else:  # float64 as a waveform passed in: the same table, the same bytes
+        x = render(notes_or_wave, sample_rate).astype(np.float64)
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)

@@ -1,22 +1,7 @@
-"""Baselines the model must beat (introduced in notebook 03), fitted on the training pieces.
-
-``unigram``, ``bigram``, ``trigram``: pitch Markov models predicting the target from the
-window's last 0, 1 or 2 pitches; ``repeat previous``: the next note copies the last one;
-``training mean``: the next note's normalized ``[step, duration, velocity]`` is the
-training mean. :meth:`Baselines.evaluate` scores them with the metrics the model reports.
-
-Each n-gram order is interpolated with the one below through pseudo-counts (hierarchical
-Dirichlet smoothing, MacKay & Peto 1995), ``beta = alpha * 128``::
-
-    P1(w)       = (c(w)     + beta / 128)      / (c(.)     + beta)
-    P2(w | u)   = (c(u w)   + beta * P1(w))    / (c(u .)   + beta)
-    P3(w | t u) = (c(t u w) + beta * P2(w|u))  / (c(t u .) + beta)
-
-so an unseen context falls back to the order below and every pitch keeps some mass.
-n-grams are counted inside pieces, in note-table order (the order the windows see).
-Top-k accuracy is the expected accuracy under random tie-breaking: with ``g`` pitches
-above the target and ``e`` tied with it (itself included), ``clip((k - g) / e, 0, 1)``.
-"""
+"""Baselines the model must beat (notebook 03), fitted on the training pieces: ``unigram``,
+``bigram``, ``trigram`` pitch models, each order smoothed toward the one below by pseudo-counts
+(``P3(w | t u) = (c(t u w) + beta P2(w | u)) / (c(t u .) + beta)``, ``beta = alpha * 128``),
+``repeat previous`` and ``training mean``; top-k accuracy is expected under random tie-breaking."""
 
 from __future__ import annotations
 
@@ -25,20 +10,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .config import N_PITCHES
+from .config import CONT_FEATURES, N_PITCHES
 from .data import Normalizer, Piece, Windows, raw_features
 
 V = N_PITCHES
 PITCH_BASELINES = ("unigram", "bigram", "trigram", "repeat previous")
 CONT_BASELINES = ("repeat previous", "training mean")
-METRIC_COLUMNS = (
-    "pitch_nll",
-    "pitch_top1",
-    "pitch_top5",
-    "mse_step",
-    "mse_duration",
-    "mse_velocity",
-)
+METRIC_COLUMNS = ("pitch_nll", "pitch_top1", "pitch_top5", *(f"mse_{k}" for k in CONT_FEATURES))
 
 
 def topk_accuracy(probs: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
@@ -75,10 +53,8 @@ class Baselines:
             return self._p2[last]
         if name == "trigram":
             t = seq[:, -2]
-            counts = self.trigram_counts[t, last].astype(np.float64)
-            return (counts + self._beta * self._p2[last]) / (
-                self._tri_ctx[t, last][:, None] + self._beta
-            )
+            counts = self.trigram_counts[t, last].astype(np.float64) + self._beta * self._p2[last]
+            return counts / (self._tri_ctx[t, last][:, None] + self._beta)
         if name == "repeat previous":
             out = np.full((n, V), (1.0 - self.p_repeat) / (V - 1))
             out[np.arange(n), last] = self.p_repeat
@@ -100,9 +76,8 @@ class Baselines:
         baseline predicts nothing."""
         if len(windows) == 0:
             raise ValueError("cannot evaluate on zero windows")
-        table = pd.DataFrame(
-            np.nan, index=pd.Index(self.names, name="baseline"), columns=list(METRIC_COLUMNS)
-        )
+        index = pd.Index(self.names, name="baseline")
+        table = pd.DataFrame(np.nan, index=index, columns=list(METRIC_COLUMNS))
         pitch_cols, mse_cols = list(METRIC_COLUMNS[:3]), list(METRIC_COLUMNS[3:])
         table.loc[list(PITCH_BASELINES), pitch_cols] = 0.0
         table.loc[list(CONT_BASELINES), mse_cols] = 0.0
@@ -123,18 +98,15 @@ class Baselines:
         return table / len(windows)
 
     def __repr__(self) -> str:
-        return f"Baselines(alpha={self.alpha}, train_notes={int(self.unigram_counts.sum())}, p_repeat={self.p_repeat:.3f})"
+        notes = int(self.unigram_counts.sum())
+        return f"Baselines(alpha={self.alpha}, train_notes={notes}, p_repeat={self.p_repeat:.3f})"
 
 
 def fit_baselines(
     train_pieces: Sequence[Piece], normalizer: Normalizer, alpha: float = 0.1
 ) -> Baselines:
-    """Fit every baseline on the training pieces, n-grams counted inside each piece.
-
-    ``alpha`` (pseudo-counts per pitch) is a fixed small value, not tuned on any split.
-    ``p_repeat`` is clipped to ``[0.5/n, 1 - 0.5/n]`` (``n`` transitions) so that
-    ``"repeat previous"`` never gives a pitch probability 0.
-    """
+    """Fit every baseline on the training pieces (n-grams counted inside each piece; ``alpha``
+    fixed, not tuned; ``p_repeat`` clipped to ``[0.5/n, 1 - 0.5/n]`` so no probability is 0)."""
     pitches = [p.notes["pitch"].to_numpy(np.int64) for p in train_pieces if len(p)]
     if not pitches:
         raise ValueError("cannot fit baselines on zero training notes")

@@ -1,7 +1,4 @@
-"""Project-wide settings: paths, the sizes every module shares, the fast mode and the device.
-
-Introduced in notebook 01; every other module reads these instead of hard-coding them.
-"""
+"""Project-wide settings (notebook 01): paths, shared sizes, the fast mode and the device."""
 
 from __future__ import annotations
 
@@ -61,11 +58,8 @@ def cache_enabled() -> bool:
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """CUDA when present, else Apple MPS, else the CPU.
-
-    ``prefer`` (or ``MELODY_DEVICE``) forces one, e.g. ``"cpu"`` or ``"cuda:1"``; asking for
-    a device that is not there is an error, never a silent fallback.
-    """
+    """CUDA when present, else Apple MPS, else the CPU; ``prefer`` (or ``MELODY_DEVICE``, e.g.
+    ``"cuda:1"``) forces one, and a device that is not there is an error, never a fallback."""
     choice = (prefer or os.environ.get("MELODY_DEVICE") or "").strip()
     if not choice:
         if torch.cuda.is_available():
@@ -82,10 +76,8 @@ def get_device(prefer: str | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {choice!r} was requested but CUDA is not available")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise RuntimeError(
-            f"device {choice!r} was requested but only {torch.cuda.device_count()} "
-            "CUDA device(s) exist"
-        )
+        n = torch.cuda.device_count()
+        raise RuntimeError(f"device {choice!r} was requested but only {n} CUDA device(s) exist")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise RuntimeError(f"device {choice!r} was requested but MPS is not available")
     return dev

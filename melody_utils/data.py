@@ -1,11 +1,6 @@
-"""From a corpus to training windows (notebook 01): ``load_corpus`` -> ``split_pieces`` (by
-piece) -> ``Normalizer.fit`` (on train) -> ``make_windows``; ``prepare`` does all four.
-
-Sources: ``"bach"`` (the embedded ``data/bach_chorales.csv.gz``, built by
-``tools/build_chorales.py``), ``"essen"`` (music21's folk songs) or a folder of MIDI files; a
-corpus lists every file skipped and note dropped, with the reason. Parsed corpora are cached as
-``.npz`` in ``data/cache/`` (``MELODY_CACHE_DIR``, ``MELODY_NO_CACHE=1``), keyed by every file's
-bytes and name, the settings and the readers' versions, pruned to ``MELODY_CACHE_MAX_MB``."""
+"""Corpora (``"bach"``, ``"essen"``, a MIDI folder) to training windows (notebook 01):
+``load_corpus`` -> ``split_pieces`` -> ``Normalizer.fit`` (train) -> ``make_windows`` = ``prepare``.
+Parses are cached in ``data/cache/`` (``MELODY_CACHE_DIR``, ``MELODY_NO_CACHE=1``)."""
 
 from __future__ import annotations
 
@@ -373,11 +368,9 @@ def _store(path: Path, corpus: Corpus) -> None:
         prune_cache(path.parent, keep=[path])
     except OSError as exc:
         where = path.parent.name if IN_CHECKOUT else "the cache folder"
-        reason = f"{type(exc).__name__}: {exc.strerror or exc}"
-        _warn(
-            f"could not write the parse cache in {where}/ ({reason}); the corpus is not cached. "
-            "Set MELODY_CACHE_DIR to a writable folder or MELODY_NO_CACHE=1"
-        )
+        msg = f"could not write the parse cache in {where}/ ({type(exc).__name__}: "
+        msg += f"{exc.strerror or exc}); the corpus is not cached. "
+        _warn(msg + "Set MELODY_CACHE_DIR to a writable folder or MELODY_NO_CACHE=1")
 
 
 def _load_cache(path: Path, label: str) -> Corpus | None:
@@ -406,7 +399,9 @@ def _load_cache(path: Path, label: str) -> Corpus | None:
 def _read_bach_table(limit: int | None) -> Corpus:
     """The embedded chorales (the first ``limit`` pieces), with their build record's report."""
     ints = {"pitch": np.int64, "velocity": np.int64, PART: np.int64}
-    table = pd.read_csv(BACH_TABLE, dtype=ints, float_precision="round_trip")
+    # every digit back: pandas 3 parses floats exactly by default (and deprecates the option)
+    exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+    table = pd.read_csv(BACH_TABLE, dtype=ints, **exact)
     record = json.loads(BACH_RECORD.read_text())
     ids = table.pop("piece").to_numpy()
     bounds = np.r_[np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]), len(ids)]
@@ -440,6 +435,9 @@ def load_corpus(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     t0 = time.perf_counter()
     if source == "bach" and min_notes == MIN_NOTES and BACH_TABLE.is_file():
+        if Path(source).is_dir():
+            hint = f"{source!r} is the built-in corpus; pass './{source}' for the folder"
+            warnings.warn(hint, UserWarning, stacklevel=2)
         corpus = _read_bach_table(limit)
         corpus.load_seconds = time.perf_counter() - t0
         return corpus
@@ -453,15 +451,16 @@ def load_corpus(
     corpus = _load_cache(path, src.label) if use_cache else None
     if corpus is None:
         if src.kind == "bach":
-            msg = "data/bach_chorales.csv.gz is not here (installed package?): parsing music21's"
-            _warn(msg, UserWarning)
+            why = "is not here (installed package?)"
+            if BACH_TABLE.is_file():
+                why = f"holds the pieces of min_notes={MIN_NOTES}, not {min_notes}"
+            _warn(f"data/bach_chorales.csv.gz {why}: parsing music21's", UserWarning)
         corpus = _collect(src, digests, min_notes, progress)
         for shown, message in corpus.warnings:
             _warn(f"{shown}: {message}")
         if not corpus:
-            reasons = "; ".join(f"{f}: {r}" for f, r in corpus.skipped[:5])
-            n_files = len(src.files)
-            raise ValueError(f"no usable piece in {src.label!r} ({n_files} files; {reasons})")
+            why = "; ".join(f"{f}: {r}" for f, r in corpus.skipped[:5])
+            raise ValueError(f"no usable piece in {src.label!r} ({len(src.files)} files; {why})")
         if use_cache:
             _store(path, corpus)
     corpus.load_seconds = time.perf_counter() - t0
@@ -597,16 +596,9 @@ def raw_features(pieces: Sequence[Piece] | np.ndarray) -> np.ndarray:
 
 
 class Windows:
-    """Every stride-1 window (``seq_len`` notes of one piece, the next as target) of some pieces,
-    whose notes are stored once, not 33 times: ``pitch (n_notes,)`` uint8 and ``cont (n_notes,
-    3)`` float32, 13 bytes a note. A batch is *gathered*::
-
-        rows = windows.starts(idx)[:, None] + torch.arange(seq_len + 1)   # (B, 33)
-        pitch, cont = windows.pitch[rows], windows.cont[rows]
-
-    ``note_offsets``: where each piece's notes start; ``window_offsets``: cumulative window
-    counts. :meth:`batch` gives the card's four tensors for some windows, ``pitch_seq``,
-    ``cont_seq``, ``target_pitch`` and ``target_cont`` for all (validation-sized sets)."""
+    """Every stride-1 window (``seq_len`` notes of a piece, the next as target), notes stored
+    once (``pitch`` uint8, ``cont`` float32 ``(n_notes, 3)``) and gathered per batch;
+    :meth:`batch` gives the card's four tensors, ``pitch_seq`` ... ``target_cont`` all of them."""
 
     def __init__(self, pitch, cont, note_offsets, seq_len: int = SEQ_LEN):
         if pitch.dtype != torch.uint8 or pitch.dim() != 1 or cont.shape != (len(pitch), 3):
@@ -689,8 +681,7 @@ class Windows:
 def make_windows(
     pieces: Sequence[Piece], normalizer: Normalizer, seq_len: int = SEQ_LEN
 ) -> Windows:
-    """The windows of ``pieces``: window ``i`` of a piece is its notes ``i .. i+seq_len-1``
-    with note ``i+seq_len`` as the target. Pieces of ``seq_len`` notes or fewer give none."""
+    """Window ``i`` of a piece: notes ``i .. i+seq_len-1``, target ``i+seq_len`` (none if short)."""
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
     kept = [p for p in pieces if len(p) > seq_len]
@@ -715,9 +706,7 @@ class Prepared:
     split_seed: int
     limit: int | None = None
 
-    @property
-    def source(self) -> str:
-        return self.corpus.source
+    source = property(lambda self: self.corpus.source)
 
     def summary(self) -> pd.DataFrame:
         return split_summary(self.splits)

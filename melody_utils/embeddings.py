@@ -1,18 +1,6 @@
-"""Measuring the pitch embedding (introduced in notebook 04).
-
-The card claims the 96-D pitch embedding "learns relations between notes (C# near C)".
-These turn the claim into measurements that can fail: similarity (:func:`nearest_neighbours`,
-:func:`similarity_by_interval`), linear probes of pitch class, octave and height, the pitch
-classes on the circle of fifths (:func:`pitch_class_circles`), the part of the table training
-wrote (:func:`learned_update`), and every measure again on two controls
-(:func:`compare_with_controls`): the untrained table and the trained vectors with their
-pitch labels permuted. A claim holds only where the trained table beats both.
-
-A pitch that never occurs in training gets no gradient: its row is still random. Every
-statistic takes a boolean ``mask`` of the seen pitches (:func:`seen_mask` of
-:func:`pitch_counts`) and reads only those rows. ``E`` is the ``(128, 96)`` table, row ``p``
-the vector of MIDI pitch ``p``; pitch class ``p % 12`` (0 = C), octave ``p // 12 - 1``.
-"""
+"""Measuring the pitch embedding (notebook 04): similarity, probes, circles and the learned part
+of ``E`` (the ``(128, 96)`` table, row ``p`` = MIDI pitch ``p``), each against two controls
+(:func:`compare_with_controls`). Statistics read only the rows of ``mask`` (:func:`seen_mask`)."""
 
 from __future__ import annotations
 
@@ -37,18 +25,14 @@ FIFTH_STEPS = tuple(min((7 * k) % 12, 12 - (7 * k) % 12) for k in range(12))
 def embedding_table(model: MelodyLSTM) -> np.ndarray:
     """The pitch embedding of ``model`` as a float64 ``(vocab, dim)`` array."""
     if not isinstance(getattr(model, "embedding", None), torch.nn.Embedding):
-        raise TypeError(
-            f"expected a model with an nn.Embedding 'embedding', got {type(model).__name__}"
-        )
+        name = type(model).__name__
+        raise TypeError(f"expected a model with an nn.Embedding 'embedding', got {name}")
     return model.embedding.weight.detach().cpu().numpy().astype(np.float64)
 
 
 def pitch_counts(pieces: Iterable[Piece], transpose: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """How often each of the 128 pitches occurs in ``pieces`` (the training split).
-
-    With the recipe's ``transpose=(low, high)``, the *expected* occurrences after each
-    window was shifted by a uniform draw from ``low..high``: ``sum_s count[p - s] / n``.
-    """
+    """How often each of the 128 pitches occurs in ``pieces``; with ``transpose=(low, high)`` the
+    expected count after a uniform shift in ``low..high``: ``sum_s count[p - s] / n``."""
     counts = np.zeros(128)
     for piece in pieces:
         counts += np.bincount(piece.notes["pitch"].to_numpy(np.int64), minlength=128)
@@ -72,15 +56,12 @@ def seen_mask(counts: np.ndarray, min_count: float = 1) -> np.ndarray:
     return counts >= min_count
 
 
-def _check(
-    E: np.ndarray, mask: np.ndarray | None, min_seen: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
+def _check(E: np.ndarray, mask: np.ndarray | None, min_seen: int = 2):
     E = np.asarray(E, dtype=np.float64)
     mask = np.ones(len(E), bool) if mask is None else np.asarray(mask)
     if E.ndim != 2 or mask.dtype != bool or mask.shape != (len(E),):
-        raise ValueError(
-            f"E must be (pitches, dim) and mask a boolean ({len(E)},) array (seen_mask)"
-        )
+        msg = f"E must be (pitches, dim) and mask a boolean ({len(E)},) array (seen_mask)"
+        raise ValueError(msg)
     if mask.sum() < min_seen or not np.isfinite(E[mask]).all():
         raise ValueError(f"need at least {min_seen} seen pitches with finite vectors")
     return E, mask
@@ -108,18 +89,15 @@ def nearest_neighbours(
     sims[int(pitch)] = np.nan
     cand = np.flatnonzero(~np.isnan(sims))
     order = cand[np.lexsort((cand, -sims[cand]))][:k]
-    names = [note_name(p) for p in order]
-    return pd.DataFrame(
-        {"pitch": order, "name": names, "cosine": sims[order], "interval": order - int(pitch)}
-    )
+    out = pd.DataFrame({"pitch": order, "name": [note_name(p) for p in order]})
+    return out.assign(cosine=sims[order], interval=order - int(pitch))
 
 
 def similarity_by_interval(
     E: np.ndarray, mask: np.ndarray | None, max_interval: int = 12
 ) -> pd.DataFrame:
-    """Mean cosine similarity of the seen pairs ``(p, p + d)``, ``d = 1..max_interval``:
-    ``name, mean, std, sem, n_pairs`` (the pairs share pitches: ``sem`` is a rough guide,
-    the controls are the test)."""
+    """Mean cosine similarity of the seen pairs ``(p, p + d)``, ``d = 1..max_interval``: ``name,
+    mean, std, sem, n_pairs`` (pairs share pitches: ``sem`` is a rough guide)."""
     S = cosine_similarity_matrix(E, mask)
     rows = []
     for d in range(1, max_interval + 1):
@@ -127,27 +105,18 @@ def similarity_by_interval(
         v, n = v[~np.isnan(v)], int((~np.isnan(v)).sum())
         sd = v.std(ddof=1) if n > 1 else np.nan
         name = INTERVAL_NAMES[d - 1] if d <= 12 else f"{d}st"
-        rows.append(
-            {
-                "interval": d,
-                "name": name,
-                "mean": v.mean() if n else np.nan,
-                "std": sd,
-                "sem": sd / np.sqrt(n),
-                "n_pairs": n,
-            }
-        )
+        mean = v.mean() if n else np.nan
+        rows.append({"interval": d, "name": name, "mean": mean, "std": sd, "sem": sd / np.sqrt(n)})
+        rows[-1]["n_pairs"] = n
     return pd.DataFrame(rows).set_index("interval")
 
 
 def linear_probe(
     E: np.ndarray, mask, target: str = "pitch_class", cv: int = 5, seed: int = 0, C: float = 1.0
 ) -> dict:
-    """Cross-validated accuracy of a logistic regression reading ``target``
-    (``"pitch_class"`` or ``"octave"``) off the seen vectors, with its chance level (a
-    most-frequent-class classifier on the same folds). A class with one seen pitch cannot
-    be tested and is dropped (``dropped_classes``); the folds shrink to the smallest class.
-    With ~50 pitches in 96 dimensions a *low* accuracy is weak evidence of absence."""
+    """Cross-validated accuracy of a logistic regression reading ``target`` (``"pitch_class"`` or
+    ``"octave"``) off the seen vectors, with its chance level (most frequent class, same folds);
+    classes with one seen pitch are dropped (``dropped_classes``)."""
     from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -161,7 +130,8 @@ def linear_probe(
     pitches = np.flatnonzero(mask)
     y = pitches % 12 if target == "pitch_class" else pitches // 12 - 1
     classes, sizes = np.unique(y, return_counts=True)
-    keep = ~np.isin(y, classes[sizes < 2])
+    dropped = classes[sizes < 2]  # before sizes is recounted below
+    keep = ~np.isin(y, dropped)
     X, y = E[pitches[keep]], y[keep]
     sizes = np.unique(y, return_counts=True)[1]
     if len(sizes) < 2:
@@ -171,16 +141,9 @@ def linear_probe(
         probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
         acc = cross_val_score(probe, X, y, cv=folds)
         chance = cross_val_score(DummyClassifier(strategy="most_frequent"), X, y, cv=folds)
-    return {
-        "target": target,
-        "accuracy": float(acc.mean()),
-        "accuracy_std": float(acc.std()),
-        "chance": float(chance.mean()),
-        "n_samples": len(y),
-        "n_classes": len(sizes),
-        "folds": folds.n_splits,
-        "dropped_classes": [int(c) for c in classes[sizes < 2]],
-    }
+    out = {"target": target, "accuracy": float(acc.mean()), "accuracy_std": float(acc.std())}
+    out.update(chance=float(chance.mean()), n_samples=len(y), n_classes=len(sizes))
+    return {**out, "folds": folds.n_splits, "dropped_classes": [int(c) for c in dropped]}
 
 
 def height_probe(E: np.ndarray, mask, cv: int = 5, seed: int = 0, alpha: float = 1.0) -> dict:
@@ -207,28 +170,22 @@ def height_probe(E: np.ndarray, mask, cv: int = 5, seed: int = 0, alpha: float =
 
 
 def pitch_class_centroids(E: np.ndarray, mask, degree: int = 2) -> np.ndarray:
-    """The mean vector of each pitch class ``(12, dim)`` once height is taken out: each seen
-    row minus a least-squares polynomial of ``degree`` in the MIDI number (NaN rows for a
-    class with no seen pitch)."""
+    """The mean vector ``(12, dim)`` of each pitch class once a least-squares polynomial of
+    ``degree`` in the MIDI number is taken out (NaN rows for a class with no seen pitch)."""
     E, mask = _check(E, mask, degree + 2)
     pitches = np.flatnonzero(mask)
     P = np.vander((pitches - pitches.mean()) / max(pitches.std(), 1.0), degree + 1)
     resid = E[pitches] - P @ np.linalg.lstsq(P, E[pitches], rcond=None)[0]
-    return np.array(
-        [
-            resid[pitches % 12 == c].mean(0)
-            if (pitches % 12 == c).any()
-            else np.full(E.shape[1], np.nan)
-            for c in range(12)
-        ]
-    )
+    out = np.full((12, E.shape[1]), np.nan)
+    for c in np.unique(pitches % 12):
+        out[c] = resid[pitches % 12 == c].mean(0)
+    return out
 
 
 def pitch_class_circles(E: np.ndarray, mask, degree: int = 2) -> dict[str, float]:
-    """How well the pitch classes, height removed, lie on the circle of fifths or on the
-    chromatic circle: the correlation, over pairs of classes, of their centroids' cosine
-    with the cosine of their angle on each circle (1: exactly on it). The circles agree on
-    2, 3, 4 and 6 semitones and differ on the semitone and the fifth."""
+    """How well the pitch classes, height removed, lie on the circle of fifths or the chromatic
+    circle: the correlation over class pairs of their centroids' cosine with the cosine of their
+    angle on each circle (1: exactly on it)."""
     E, mask = _check(E, mask, degree + 2)
     C = pitch_class_centroids(E, mask, degree)
     norm = np.linalg.norm(np.nan_to_num(C), axis=1)
@@ -264,12 +221,8 @@ def permuted_embedding(E: np.ndarray, mask, seed: int) -> np.ndarray:
 def learned_update(
     E: np.ndarray, E_init: np.ndarray, mask, rtol: float = 1e-4
 ) -> tuple[np.ndarray, float]:
-    """Split a trained table into its decayed start and what training wrote: ``E = r E_init + L``.
-
-    With decoupled weight decay every step scales every parameter by the same factor, so a
-    row that never got a gradient (outside ``mask``) is exactly ``r E_init``; ``r`` is
-    measured there. Returns ``(L, r)``; a ValueError when the unseen rows are not one
-    common multiple of ``E_init`` (another start: a wrong seed)."""
+    """``(L, r)`` with ``E = r E_init + L``: ``r`` the weight decay measured on the unseen rows
+    (exactly ``r E_init``), ``L`` what training wrote; ValueError if they are not (wrong seed)."""
     E, mask = _check(E, mask, 0)
     unseen = np.flatnonzero(~mask)
     if len(unseen) == 0:
@@ -278,10 +231,8 @@ def learned_update(
     r = float((A * B).sum() / (B * B).sum())
     resid = np.linalg.norm(A - r * B, axis=1) / np.maximum(np.linalg.norm(A, axis=1), 1e-300)
     if resid.max() > rtol:
-        raise ValueError(
-            f"unseen row {unseen[resid.argmax()]} is not {r:.6g} x its start (residual "
-            f"{resid.max():.2g}): E was not trained from E_init (wrong seed?)"
-        )
+        msg = f"unseen row {unseen[resid.argmax()]} is not {r:.6g} x its start (residual "
+        raise ValueError(msg + f"{resid.max():.2g}): E was not trained from E_init (wrong seed?)")
     return E - r * np.asarray(E_init, np.float64), r
 
 
@@ -297,54 +248,35 @@ def compare_with_controls(
     higher_is_stronger: bool = True,
     level: float = 0.05,
 ) -> pd.DataFrame:
-    """``measure(E, mask)`` (a number or a dict of numbers) on the trained table and on both
-    controls: ``n_permutations`` label permutations and ``n_random`` untrained tables.
-
-    One row per value: ``trained``, ``random_init_mean/_std``, ``permuted_mean/_std``, the
-    permutation p-values ``p_random_init`` and ``p_permuted`` (``(1 + #{control at least
-    as strong}) / (1 + n)``) and ``beats_controls``: both at most ``level`` divided by the
-    number of values (Bonferroni). A warning says when ``n`` is too small to ever get there.
-    """
+    """``measure(E, mask)`` (a number or dict) on the trained table, ``n_permutations`` label
+    permutations and ``n_random`` untrained tables: means, stds, p-values ``(1 + #stronger) / (1
+    + n)`` and ``beats_controls`` (both p-values at most ``level`` / number of values)."""
     E, mask = _check(E, mask)
 
     def run(table: np.ndarray) -> pd.Series:
         value = measure(table, mask)
-        return pd.Series(
-            value if isinstance(value, dict | pd.Series) else {"value": value}, dtype=float
-        )
+        value = value if isinstance(value, dict | pd.Series) else {"value": value}
+        return pd.Series(value, dtype=float)
 
     trained = run(E)
     rng = np.random.default_rng(seed)
-    perm_seeds, rand_seeds = (
-        rng.integers(0, 2**31 - 1, n_permutations),
-        rng.integers(0, 2**31 - 1, n_random),
-    )
+    perm_seeds = rng.integers(0, 2**31 - 1, n_permutations)
+    rand_seeds = rng.integers(0, 2**31 - 1, n_random)
     perm = pd.DataFrame([run(permuted_embedding(E, mask, s)) for s in perm_seeds])
     like = like if like is not None else ModelConfig(vocab_size=E.shape[0], embed_dim=E.shape[1])
     rand = pd.DataFrame([run(random_init_embedding(int(s), like)) for s in rand_seeds])
     alpha = level / len(trained)
     if 1 / (1 + min(n_permutations, n_random)) > alpha:
-        warnings.warn(
-            f"with {n_permutations} permutations and {n_random} random inits no p-value reaches "
-            f"{alpha:.3g}: beats_controls can never be True; raise n",
-            stacklevel=2,
-        )
+        msg = f"with {n_permutations} permutations and {n_random} random inits no p-value reaches "
+        warnings.warn(msg + f"{alpha:.3g}: beats_controls can never be True; raise n", stacklevel=2)
 
     def p_value(control: pd.DataFrame) -> pd.Series:
         stronger = control.ge(trained) if higher_is_stronger else control.le(trained)
         return ((1 + stronger.sum()) / (1 + len(control))).where(trained.notna())
 
-    out = pd.DataFrame(
-        {
-            "trained": trained,
-            "random_init_mean": rand.mean(),
-            "random_init_std": rand.std(),
-            "permuted_mean": perm.mean(),
-            "permuted_std": perm.std(),
-            "p_random_init": p_value(rand),
-            "p_permuted": p_value(perm),
-        }
-    )
+    out = pd.DataFrame({"trained": trained, "random_init_mean": rand.mean()})
+    out = out.assign(random_init_std=rand.std(), permuted_mean=perm.mean(), permuted_std=perm.std())
+    out["p_random_init"], out["p_permuted"] = p_value(rand), p_value(perm)
     out["beats_controls"] = (out["p_random_init"] <= alpha) & (out["p_permuted"] <= alpha)
     return out.rename_axis("measure")
 
@@ -356,33 +288,22 @@ def export_projector_tsv(
     min_count: float = 1,
     include_unseen: bool = False,
 ) -> tuple[Path, Path]:
-    """Write ``vectors.tsv`` and ``metadata.tsv`` for TensorBoard's Embedding Projector
-    (load both at projector.tensorflow.org). Unseen pitches are left out unless
-    ``include_unseen`` (their random vectors would dominate its PCA). Metadata columns:
-    ``name, pitch, pitch_class, octave, count, seen``."""
+    """Write ``vectors.tsv`` and ``metadata.tsv`` (``name, pitch, pitch_class, octave, count,
+    seen``) for projector.tensorflow.org; unseen pitches only with ``include_unseen``."""
     E, counts = np.asarray(E, np.float64), np.asarray(counts)
     if E.ndim != 2 or counts.shape != (len(E),):
-        raise ValueError(
-            f"E must be (pitches, dim) and counts (pitches,), got {E.shape} and {counts.shape}"
-        )
+        shapes = f"got {E.shape} and {counts.shape}"
+        raise ValueError(f"E must be (pitches, dim) and counts (pitches,), {shapes}")
     seen = seen_mask(counts, min_count)
     rows = np.arange(len(E)) if include_unseen else np.flatnonzero(seen)
     if len(rows) == 0 or not np.isfinite(E[rows]).all():
-        raise ValueError(
-            "nothing to export: no seen pitch with a finite vector (include_unseen=True?)"
-        )
+        msg = "nothing to export: no seen pitch with a finite vector (include_unseen=True?)"
+        raise ValueError(msg)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     np.savetxt(folder / "vectors.tsv", E[rows], fmt="%.8g", delimiter="\t")
-    meta = pd.DataFrame(
-        {
-            "name": [note_name(p) for p in rows],
-            "pitch": rows,
-            "pitch_class": [NOTE_NAMES[p % 12] for p in rows],
-            "octave": rows // 12 - 1,
-            "count": counts[rows].astype(np.int64),
-            "seen": seen[rows],
-        }
-    )
+    meta = pd.DataFrame({"name": [note_name(p) for p in rows], "pitch": rows})
+    meta["pitch_class"], meta["octave"] = [NOTE_NAMES[p % 12] for p in rows], rows // 12 - 1
+    meta["count"], meta["seen"] = counts[rows].astype(np.int64), seen[rows]
     meta.to_csv(folder / "metadata.tsv", sep="\t", index=False, lineterminator="\n")
     return folder / "vectors.tsv", folder / "metadata.tsv"

@@ -1,11 +1,6 @@
-"""Generating music with a trained model (notebook 05).
-
-Autoregressive over the model's 32-note window, re-run from an empty LSTM state each step (as
-in training): the next pitch is drawn (temperature, top-k, top-p; argmax at T = 0); step,
-duration and velocity come from the regression head (or are drawn by a categorical time head),
-are clamped and fed back. Variations run as one batch, each with its own generator from
-``SeedSequence(seed)``: the same seed gives the same music.
-"""
+"""Generating music (notebook 05): autoregressive over the model's 32-note window, the pitch
+drawn (temperature, top-k, top-p), the times regressed (or drawn), clamped and fed back;
+variations run as one batch, each with its own generator from ``SeedSequence(seed)``."""
 
 from __future__ import annotations
 
@@ -35,10 +30,9 @@ MAX_VELOCITY_Z = 4.0
 
 @dataclass
 class GenerationResult:
-    """What :func:`generate` returns. ``notes``: per variation the primer's context (rows
-    ``0 .. split_at-1``) then the continuation, with ``generated`` and ``program`` columns;
-    ``stats``: their :func:`~melody_utils.metrics.measures`; ``messages``: changes made to the
-    primer; ``copies``: with a copy index, each continuation's longest run in the training set."""
+    """What :func:`generate` returns: ``notes`` per variation (context rows ``0 .. split_at-1``,
+    then the continuation), their ``stats`` (measures), ``messages`` (changes to the primer) and
+    ``copies`` (with a copy index: each continuation's longest run in the training set)."""
 
     notes: list[pd.DataFrame]
     stats: list[dict[str, float]]
@@ -160,20 +154,18 @@ def _primer(primer, window: int, normalizer: Normalizer) -> tuple[pd.DataFrame, 
     messages = []
     for column, limit in (("step", MAX_STEP), ("duration", MAX_DURATION)):
         if (long := ctx[column] > limit).any():
-            messages.append(
-                f"primer: {int(long.sum())} {column}(s) longer than {limit:g} s (the longest "
-                f"{ctx[column].max():.4g} s) shortened to {limit:g} s, the longest generated"
-            )
+            msg = f"primer: {int(long.sum())} {column}(s) longer than {limit:g} s (the longest "
+            msg += f"{ctx[column].max():.4g} s) shortened to {limit:g} s, the longest generated"
+            messages.append(msg)
             ctx.loc[long, column] = limit
     mean = normalizer.mean[2]
     spread = 0.0 if normalizer.degenerate[2] else MAX_VELOCITY_Z * normalizer.std[2]
     if (far := (vel - mean).abs() > spread).any():
         lo, hi = mean - spread, mean + spread  # a score's one velocity when degenerate
         seen = f"{lo:.0f}..{hi:.0f} (mean ± {MAX_VELOCITY_Z:g} sd)" if spread else f"all {mean:g}"
-        messages.append(
-            f"primer: {int(far.sum())} velocities ({vel[far].min():g}..{vel[far].max():g}) lie "
-            f"outside what the model was trained on ({seen}); set to {lo:.0f}..{hi:.0f}"
-        )
+        msg = f"primer: {int(far.sum())} velocities ({vel[far].min():g}..{vel[far].max():g}) lie "
+        msg += f"outside what the model was trained on ({seen}); set to {lo:.0f}..{hi:.0f}"
+        messages.append(msg)
         ctx["velocity"] = vel.clip(round(lo), round(hi))
     ctx["pitch"] = ctx["pitch"].astype(np.int64)
     return ctx, messages
@@ -248,16 +240,10 @@ def generate(
     time_temperature: float = 1.0,
     copy_index: CopyIndex | None = None,
 ) -> GenerationResult:
-    """Continue a primer with ``n_notes`` generated notes, ``n_variations`` times.
-
-    ``primer``: a note table or a Piece (its last 32 notes are the context). ``temperature``
-    divides the pitch logits (0: the most likely pitch); ``top_k``, ``top_p`` cut the tail
-    (None: off). Same ``seed``, same music (None draws one: ``result.seed``). ``max_step``,
-    ``min_duration``, ``max_duration`` clamp the times (s). ``program``: the result's GM
-    instrument (default: the primer's, else piano); ``cpu_threads``: torch threads on the CPU;
-    ``time_temperature``: of a categorical time head's classes; ``copy_index`` adds the copy
-    check. Raises ValueError for a bad argument or primer, RuntimeError for non-finite outputs.
-    """
+    """Continue ``primer`` (a table or Piece; its last 32 notes are the context) with ``n_notes``
+    notes, ``n_variations`` times: ``temperature`` 0 takes the most likely pitch, ``top_k`` and
+    ``top_p`` cut the tail (None: off), the same ``seed`` gives the same music (None draws one).
+    ValueError for a bad argument or primer, RuntimeError for non-finite model outputs."""
     args = dict(locals())  # the arguments: nothing else is defined yet
     _check_args(args)
     if not 0 <= min_duration <= max_duration or not max_step >= 0:
@@ -294,9 +280,8 @@ def generate(
     copies = [copy_index.longest_match(c) for c in generated] if copy_index is not None else []
     for row, match in zip(stats, copies, strict=False):
         row["copied_run"] = float(match.length)
-    return GenerationResult(
-        tables, stats, window, seed, settings, seconds, str(device), messages, copies
-    )
+    result = (tables, stats, window, seed, settings, seconds, str(device), messages, copies)
+    return GenerationResult(*result)
 
 
 def primers_from_pieces(

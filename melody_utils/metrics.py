@@ -1,16 +1,11 @@
-"""Measures of music, generated or real (introduced in notebook 05).
-
-:func:`measures` gives cheap, readable numbers that show a degenerate model (one pitch
-repeated, every note in one chord, wandering over the keyboard); :func:`reference_stats` the
-same on real pieces cut into windows of the generation's length (only equal lengths compare).
-The copy check: :class:`CopyIndex` finds, exactly, the longest run of a generation's pitches
-also in one training piece; :func:`copy_reference` gives the yardstick of real held-out
-windows (Bach reused his melodies, so real pieces share runs too).
-"""
+"""Measures of music (notebook 05): :func:`measures` of a table, :func:`reference_stats` of real
+windows of the same length; the copy check :class:`CopyIndex` (the longest run of pitches also
+in one training piece) and its real yardstick :func:`copy_reference`."""
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -67,15 +62,37 @@ def flam_rate(notes: object) -> float:
     return float(((steps >= CHORD_SNAP) & (steps < FLAM_MAX)).mean()) if len(steps) else math.nan
 
 
+def _sounding_top(table: pd.DataFrame, onsets: np.ndarray) -> np.ndarray:
+    """The highest pitch sounding at each onset: the notes starting there and those still
+    held (ending more than ``CHORD_SNAP`` after it), so an inner voice moving under a held
+    soprano is not taken for the top voice. Rows in start order, as in a note table."""
+    pitch = table["pitch"].to_numpy(np.int64)
+    start, end = table["start"].to_numpy(np.float64), table["end"].to_numpy(np.float64)
+    bounds, heap = np.r_[onsets, len(pitch)], []
+    top = np.empty(len(onsets), np.int64)
+    for k in range(len(onsets)):
+        first = bounds[k]
+        for row in range(first, bounds[k + 1]):
+            heapq.heappush(heap, (-pitch[row], end[row], row))
+        while heap[0][2] < first and heap[0][1] - start[first] <= CHORD_SNAP:
+            heapq.heappop(heap)  # ended before this onset (time only moves on)
+        top[k] = -heap[0][0]
+    return top
+
+
 def intervals(notes: object, line: str = "rows") -> np.ndarray:
-    """Signed intervals between consecutive rows, or (``"top"``) onsets' highest notes."""
+    """Signed intervals between consecutive rows, or (``"top"``) of the top voice: the highest
+    note sounding at each onset (held notes count; without start and end, the highest new)."""
     table = _table(notes)
     pitch = table["pitch"].to_numpy(np.int64)
     if line not in ("rows", "top"):
         raise ValueError(f"line must be 'rows' or 'top', got {line!r}")
     if line == "top" and len(pitch):
         onsets = np.flatnonzero(np.r_[True, table["step"].to_numpy()[1:] >= CHORD_SNAP])
-        pitch = np.maximum.reduceat(pitch, onsets)
+        if {"start", "end"} <= set(table.columns):
+            pitch = _sounding_top(table, onsets)
+        else:
+            pitch = np.maximum.reduceat(pitch, onsets)
     return np.diff(pitch)
 
 
@@ -112,11 +129,8 @@ def real_windows(pieces: object, length: int) -> list[tuple[str, int, pd.DataFra
     if isinstance(pieces, pd.DataFrame) or hasattr(pieces, "notes"):
         pieces = [pieces]
     tables = [(pid, _table(p)) for pid, p in _named(pieces)]
-    out = [
-        (pid, i * length, t.iloc[i * length : (i + 1) * length])
-        for pid, t in tables
-        for i in range(len(t) // length)
-    ]
+    starts = [(pid, t, i * length) for pid, t in tables for i in range(len(t) // length)]
+    out = [(pid, a, t.iloc[a : a + length]) for pid, t, a in starts]
     if not out:
         longest = max((len(t) for _, t in tables), default=0)
         raise ValueError(f"no real piece has {length} notes (the longest has {longest})")
@@ -256,10 +270,8 @@ def _suffix_array(text: bytes) -> list[int]:
 
 
 class CopyIndex:
-    """An exact index of the training pitch sequences (``pieces``: Piece objects, note tables
-    or ``{id: table}``). Each piece's pitches become bytes joined by a separator no pitch uses
-    (a run never spans two pieces); a suffix array makes each occurrence test a binary search,
-    and the longest run of an ``m``-note query takes at most ``2m`` of them."""
+    """An exact index of the training pitch sequences (Pieces, note tables or ``{id: table}``):
+    a suffix array over their bytes, joined by a separator no pitch uses."""
 
     def __init__(self, pieces: object) -> None:
         chunks = [(pid, _pitch_bytes(p)) for pid, p in _named(pieces)]

@@ -1,14 +1,6 @@
-"""The card's next-note model (notebook 02) and its variants (notebook 06).
-
-``MelodyLSTM`` maps ``pitch_seq (B, 32)`` int64 and ``cont_seq (B, 32, 3)`` float32 to the
-next note's ``pitch_logits (B, 128)`` and ``cont_pred (B, 3)``::
-
-    Embedding(128, 96) -> Dropout(0.15) -> cat with cont_seq (99)
-    -> LSTM(99, 320, num_layers=3, dropout=0.35, batch_first=True) -> last step
-    -> LayerNorm(320) -> Linear(320, 128) and Linear(320, 3)
-
-The card's LSTM parameter counts were wrong; :func:`parameter_table` gives the true ones.
-"""
+"""The card's next-note model (notebook 02) and its variants (notebook 06): ``pitch_seq (B, 32)``,
+``cont_seq (B, 32, 3)`` -> Embedding(128, 96), Dropout(0.15), cat (99) -> LSTM(99, 320, 3 layers,
+dropout 0.35) -> last step -> LayerNorm -> ``pitch_logits (B, 128)`` and ``cont_pred (B, 3)``."""
 
 from __future__ import annotations
 
@@ -25,20 +17,10 @@ from .config import CHORD_SNAP, N_PITCHES, SEQ_LEN
 from .data import Normalizer, Piece, raw_features
 
 #: What the card claimed, per layer (None: it gave no number).
-CARD_COUNTS = {
-    "embedding": 12_288,
-    "lstm layer 1": 171_520,
-    "lstm layer 2": 410_880,
-    "lstm layer 3": 410_880,
-    "layernorm": None,
-    "pitch head": 41_088,
-    "cont head": 963,
-}
-_CHOICES = {
-    "pitch_input": ("embedding", "onehot", "scalar"),
-    "cell": ("lstm", "gru"),
-    "time_head": ("regression", "categorical"),
-}
+CARD_COUNTS = {"embedding": 12_288, "lstm layer 1": 171_520, "lstm layer 2": 410_880}
+CARD_COUNTS |= {"lstm layer 3": 410_880, "layernorm": None, "pitch head": 41_088, "cont head": 963}
+_CHOICES = {"pitch_input": ("embedding", "onehot", "scalar"), "cell": ("lstm", "gru")}
+_CHOICES["time_head"] = ("regression", "categorical")
 
 
 def _whole(value: object, low: int = 1, high: float = float("inf")) -> bool:
@@ -53,12 +35,9 @@ def _real(value: object, low: float, high: float) -> bool:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The sizes and design of :class:`MelodyLSTM` (defaults: the card's, written only here);
-    ``seq_len`` is the window length ``forward`` accepts (None: any). Variants (notebook 06):
-    ``pitch_input`` ``"onehot"`` or ``"scalar"`` (pitch / 127, the TensorFlow tutorial's);
-    ``cont_inputs`` False feeds the pitch alone; ``cell`` ``"gru"``; ``layer_norm`` False;
-    ``time_head`` ``"categorical"``: step and duration as distributions over
-    ``time_classes`` classes (velocity still regressed). A bad field is a ValueError."""
+    """The sizes and design of :class:`MelodyLSTM` (defaults: the card's); ``seq_len``: the window
+    length ``forward`` accepts (None: any). ``time_head="categorical"``: step and duration as
+    distributions over ``time_classes`` classes. A bad field is a ValueError."""
 
     vocab_size: int = N_PITCHES
     embed_dim: int = 96
@@ -118,11 +97,8 @@ class ModelConfig:
 
 
 class MelodyLSTM(nn.Module):
-    """Two-headed LSTM: the next note's pitch and its step, duration and velocity.
-
-    ``MelodyLSTM()`` is the card's model, ``MelodyLSTM(config)`` a :class:`ModelConfig`'s;
-    keywords change single fields (``hidden_size=64``). Layers keep the card's names (the
-    GRU variant's ``lstm`` holds an nn.GRU)."""
+    """Two-headed LSTM: the next note's pitch, and its step, duration and velocity; keywords
+    change single :class:`ModelConfig` fields (``hidden_size=64``); a GRU's ``lstm`` is a GRU."""
 
     def __init__(self, config: ModelConfig | None = None, **overrides: object):
         super().__init__()
@@ -182,8 +158,7 @@ class MelodyLSTM(nn.Module):
             raise ValueError("cont_seq holds NaN or infinite values")
 
     def encode(self, pitch_seq: torch.Tensor, cont_seq: torch.Tensor) -> torch.Tensor:
-        """The recurrent layer's input ``(B, T, input_size)``: the pitch part (embedding,
-        one-hot or scalar, then dropout) and, unless turned off, ``cont_seq`` after it."""
+        """The recurrent layer's input ``(B, T, input_size)``: pitch part, dropout, ``cont_seq``."""
         c = self.config
         if c.pitch_input == "embedding":
             pitch = self.embedding(pitch_seq)
@@ -216,9 +191,8 @@ class MelodyLSTM(nn.Module):
         return logits, cont
 
     def forward(self, pitch_seq, cont_seq, check: bool = True, from_step: int | None = None):
-        """``(pitch_logits (B, vocab), cont_pred (B, n_cont))``, the next note after the last
-        step; ``from_step=k``: at every step ``k .. T-1`` (``(B, T-k, ...)``, step ``t``
-        predicts note ``t+1``). ``check=False`` skips :meth:`check_inputs` (training)."""
+        """``(pitch_logits (B, vocab), cont_pred (B, n_cont))`` after the last step, or at every
+        step ``from_step .. T-1``; ``check=False`` skips :meth:`check_inputs` (training)."""
         if check:
             self.check_inputs(pitch_seq, cont_seq)
         return self.next_note(self.features(pitch_seq, cont_seq, from_step))
@@ -261,9 +235,8 @@ class MelodyLSTM(nn.Module):
 def build_model(
     config: ModelConfig | None = None, seed: int = 0, time_classes: dict | None = None
 ) -> MelodyLSTM:
-    """A fresh model drawn after ``torch.manual_seed(seed)`` (the global random state is left
-    as it was), so a config and seed always give the same start (notebook 04 relies on it).
-    A categorical time head needs ``time_classes``, else ValueError."""
+    """A fresh model drawn after ``torch.manual_seed(seed)``, the global random state untouched
+    (a config and seed give the same start); a categorical head needs ``time_classes``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MelodyLSTM(config)
@@ -277,11 +250,9 @@ def build_model(
 def fit_time_classes(
     pieces: Sequence[Piece], normalizer: Normalizer, n_classes: int = 32, longest: float = 8.0
 ) -> dict[str, torch.Tensor]:
-    """Time classes fitted on training pieces: ``step_edges, step_values, duration_edges,
-    duration_values`` (normalized). Step class 0 holds steps under ``CHORD_SNAP``, the others
-    are log-spaced up to ``longest`` seconds (the last open-ended); duration classes are
-    log-spaced from 20 ms. A class's value is the median of its training values (an empty
-    class: the centre of its edges). ValueError unless ``n_classes`` is in 2..255."""
+    """``step_edges, step_values, duration_edges, duration_values`` (normalized): log-spaced
+    classes up to ``longest`` seconds (step class 0: under ``CHORD_SNAP``; durations from 20 ms),
+    each valued at its training median (empty: its centre)."""
     if not _whole(n_classes, 2, 255):
         raise ValueError(f"n_classes must be an integer in 2..255, got {n_classes!r}")
     raw = raw_features(pieces)
@@ -302,10 +273,8 @@ def fit_time_classes(
 def lstm_gates(
     model: MelodyLSTM, pitch_seq: torch.Tensor, cont_seq: torch.Tensor, layer: int = 0
 ) -> dict:
-    """LSTM layer ``layer``'s gates and states over one window ``pitch_seq (T,)`` or
-    ``(1, T)``, step by step from ``nn.LSTM``'s weights in eval mode (notebook 02): ``(T, H)``
-    tensors ``input``, ``forget``, ``cell`` (candidate g), ``output``, cell state ``c`` and
-    hidden state ``h``. ValueError for a GRU model or a layer out of range."""
+    """Layer ``layer``'s ``(T, H)`` gates ``input``, ``forget``, ``cell`` (candidate), ``output``
+    and states ``c``, ``h`` over one window, recomputed from ``nn.LSTM``'s weights in eval mode."""
     if model.config.cell != "lstm":
         raise ValueError("lstm_gates needs an LSTM model")
     if not 0 <= layer < model.config.num_layers:

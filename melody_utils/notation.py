@@ -1,20 +1,6 @@
-"""Scores in the notebook, engraved offline (introduced in notebook 01).
-
-A piano roll shows time and pitch; a score shows what a musician reads. music21's
-``.show()`` needs MuseScore or LilyPond, which a fresh machine lacks, so scores are
-engraved by Verovio (its wheel carries the engraver and the music fonts)::
-
-    note table --notes_to_score--> music21 score --MusicXML--> Verovio --> SVG
-
-:func:`notes_to_score` rounds onsets and ends to a grid (16ths by default) at a tempo (by
-default the commonest note length is a quarter note, :func:`estimate_bpm`); notes that
-start and end together become chords, overlapping rhythms go to separate voices
-(music21's ``makeVoices``), wide music gets a treble and a bass staff, and the rows of a
-continuation are coloured. A note table holds no key, metre or barlines: the key is
-estimated (music21's Krumhansl-Schmuckler) and the metre counted from the first note, so a
-piece that starts with a pickup is drawn a pickup off its barlines; pass a music21 score to
-see a piece as written. :func:`show_score` puts the SVG inline in the notebook.
-"""
+"""Scores engraved offline (notebook 01): note table --:func:`notes_to_score`--> music21 score
+--MusicXML--> Verovio --> SVG (:func:`score_svg`, inline by :func:`show_score`). A note table has
+no key or metre: the key is estimated, the metre counted from the first note."""
 
 from __future__ import annotations
 
@@ -34,8 +20,7 @@ HIGHLIGHT = "#ff7f0e"  # matplotlib's tab:orange, the continuation's colour in p
 
 
 def _music21():
-    """music21, with the timer it starts inside Jupyter cancelled (it would switch every
-    later figure of the notebook to "retina" PNGs)."""
+    """music21, its Jupyter timer cancelled (it would switch later figures to "retina" PNGs)."""
     import music21
 
     timer = getattr(getattr(music21, "ipython21", None), "t", None)
@@ -45,9 +30,8 @@ def _music21():
 
 
 def estimate_bpm(notes: pd.DataFrame) -> float:
-    """The tempo at which the commonest note length is a quarter note: durations in 10 ms
-    bins, the commonest bin's mean when it holds a fifth of the notes (a score's exact
-    0.625 s gives 96), else the median duration (performed or generated music)."""
+    """The tempo at which the commonest note length (10 ms bins, when it holds a fifth of the
+    notes; else the median) is a quarter note."""
     lengths = (notes["end"] - notes["start"]).to_numpy(np.float64)
     lengths = lengths[(lengths > 0) & np.isfinite(lengths)]
     if len(lengths) == 0:
@@ -64,33 +48,23 @@ def _checked(notes: pd.DataFrame, split_at: int | None) -> tuple[pd.DataFrame, n
     if not isinstance(notes, pd.DataFrame):
         raise TypeError(f"expected a note table or a music21 stream, got {type(notes).__name__}")
     if len(notes) == 0 or not {"pitch", "start", "end"} <= set(notes.columns):
-        raise ValueError(
-            "nothing to engrave: a note table needs rows and the columns pitch, start, end"
-        )
+        msg = "nothing to engrave: a note table needs rows and the columns pitch, start, end"
+        raise ValueError(msg)
     try:
         t = notes[["pitch", "start", "end"]].astype(np.float64)
     except (TypeError, ValueError):
         raise ValueError("pitch, start and end must hold numbers") from None
-    if (
-        not np.isfinite(t.to_numpy()).all()
-        or (t.pitch != t.pitch.round()).any()
-        or not t.pitch.between(0, 127).all()
-    ):
+    bad_pitch = (t.pitch != t.pitch.round()).any() or not t.pitch.between(0, 127).all()
+    if not np.isfinite(t.to_numpy()).all() or bad_pitch:
         raise ValueError("the note table holds NaN, infinite values or pitches outside 0..127")
     if (t.end <= t.start).any():
         raise ValueError(f"{int((t.end <= t.start).sum())} note(s) end before they start")
-    if split_at is not None and (
-        isinstance(split_at, bool)
-        or not isinstance(split_at, int | np.integer)
-        or not 0 <= split_at <= len(t)
-    ):
+    whole = isinstance(split_at, int | np.integer) and not isinstance(split_at, bool)
+    if split_at is not None and not (whole and 0 <= split_at <= len(t)):
         raise ValueError(f"split_at must be a row number in 0..{len(t)}, got {split_at!r}")
-    if split_at is not None:
-        marked = np.arange(len(t)) >= split_at
-    else:
-        marked = (
-            notes["generated"].to_numpy(bool) if "generated" in notes else np.zeros(len(t), bool)
-        )
+    marked = np.arange(len(t)) >= (len(t) if split_at is None else split_at)
+    if split_at is None and "generated" in notes:
+        marked = notes["generated"].to_numpy(bool)
     return t.assign(pitch=t.pitch.astype(int)), marked
 
 
@@ -106,16 +80,9 @@ def notes_to_score(
     max_measures: int | None = None,
     title: str | None = None,
 ) -> object:
-    """A music21 Score of a note table (times in seconds).
-
-    ``bpm``: quarter notes a minute (``"auto"``: :func:`estimate_bpm` of the uncoloured rows
-    when there are 8, so a primer keeps its score's grid). ``grid``: onsets and ends are
-    rounded to multiples of this many quarter notes (0.5: eighths). Pitches from
-    ``split_pitch`` up go to the treble staff when the music needs two. ``split_at``
-    colours the rows from there on (default: a ``generated`` column). ``key``: ``"auto"``
-    estimates it, a name (``"A"``, ``"f#"`` for minor) sets it, None writes C major.
-    ``max_measures`` keeps the notes of the first measures only.
-    """
+    """A music21 Score of a note table (seconds): ``bpm`` (``"auto"``: :func:`estimate_bpm` of
+    the uncoloured rows), onsets rounded to ``grid`` quarter notes, treble from ``split_pitch``,
+    rows from ``split_at`` coloured, ``key`` ``"auto"``, a name (``"f#"``: minor) or None (C)."""
     m21 = _music21()
     t, marked = _checked(notes, split_at)
     if bpm == "auto":
@@ -128,9 +95,8 @@ def notes_to_score(
         ts = m21.meter.TimeSignature(time_signature)
         k = m21.key.Key("C") if key is None else None if key == "auto" else m21.key.Key(key)
     except Exception as exc:  # music21 raises its own types for bad strings
-        raise ValueError(
-            f"not a time signature or key: {time_signature!r}, {key!r} ({exc})"
-        ) from None
+        msg = f"not a time signature or key: {time_signature!r}, {key!r} ({exc})"
+        raise ValueError(msg) from None
     q = Fraction(grid).limit_denominator(96)
     on = np.round(t.start.to_numpy() * bpm / 60 / float(q)).astype(int)
     off = np.maximum(np.round(t.end.to_numpy() * bpm / 60 / float(q)).astype(int), on + 1)
@@ -140,30 +106,18 @@ def notes_to_score(
     if max_measures is not None and off.max() > max_measures * bar:
         _warn_cut(-(-int(off.max()) // bar), max_measures)
         keep = on < max_measures * bar
-        t, marked, on, off = (
-            t[keep],
-            marked[keep],
-            on[keep],
-            np.minimum(off[keep], max_measures * bar),
-        )
+        t, marked, on = t[keep], marked[keep], on[keep]
+        off = np.minimum(off[keep], max_measures * bar)
     pitch = t.pitch.to_numpy()
     if k is None:
-        probe = m21.stream.Stream(
-            [
-                m21.note.Note(int(p), quarterLength=float(max((f - o) * q, 0.25)))
-                for p, o, f in zip(pitch, on, off, strict=True)
-            ]
-        )
-        found = probe.analyze("key")
+        qls = [float(max((f - o) * q, 0.25)) for o, f in zip(on, off, strict=True)]
+        probe = [m21.note.Note(int(p), quarterLength=x) for p, x in zip(pitch, qls, strict=True)]
+        found = m21.stream.Stream(probe).analyze("key")
         k = m21.key.Key(found.tonic.name, found.mode)
-    staves = [
-        (m21.clef.TrebleClef(), pitch >= split_pitch),
-        (m21.clef.BassClef(), pitch < split_pitch),
-    ]
+    treble, bass = m21.clef.TrebleClef(), m21.clef.BassClef()
+    staves = [(treble, pitch >= split_pitch), (bass, pitch < split_pitch)]
     if pitch.min() >= 55 or pitch.max() <= 64:  # one staff holds it
-        staves = [
-            (m21.clef.TrebleClef() if pitch.mean() >= 60 else m21.clef.BassClef(), pitch >= 0)
-        ]
+        staves = [(treble if pitch.mean() >= 60 else bass, pitch >= 0)]
     n_ticks = -(-int(off.max()) // bar) * bar
     score = m21.stream.Score()
     for clef, rows in staves:
@@ -183,9 +137,8 @@ class _Event:
 
     on: int
     off: int
-    notes: dict[int, tuple[bool, str | None]] = field(
-        default_factory=dict
-    )  # pitch: (coloured, tie)
+    #: pitch -> (coloured, tie)
+    notes: dict[int, tuple[bool, str | None]] = field(default_factory=dict)
 
     def add(self, pitch: int, marked: bool, tie: str | None = None) -> None:
         was = self.notes.get(pitch, (False, tie))[0]
@@ -193,8 +146,7 @@ class _Event:
 
 
 def _voices(events: list[_Event]) -> list[list[_Event]]:
-    """As few voices as possible with no overlap inside one (greedy by onset, the highest
-    first: voice 1 tends to be the top line)."""
+    """As few voices as possible with no overlap inside one (greedy by onset, highest first)."""
     voices: list[list[_Event]] = []
     for ev in sorted(events, key=lambda e: (e.on, -max(e.notes), e.off)):
         free = [v for v in voices if v[-1].off <= ev.on]
@@ -203,16 +155,14 @@ def _voices(events: list[_Event]) -> list[list[_Event]]:
 
 
 def _slices(events: list[_Event]) -> list[_Event]:
-    """One voice for music with too many rhythms at once: a chord of what sounds between
-    every two cuts, a note sounding across a cut tied."""
+    """One voice for too many rhythms at once: a chord of what sounds between every two cuts,
+    a note sounding across a cut tied."""
     cuts = sorted({e.on for e in events} | {e.off for e in events})
-    out = []
+    out, ties = [], {(True, True): "continue", (True, False): "stop", (False, True): "start"}
     for a, b in zip(cuts[:-1], cuts[1:], strict=True):
         piece = _Event(a, b)
         for e in (e for e in events if e.on <= a < e.off):
-            tie = {(True, True): "continue", (True, False): "stop", (False, True): "start"}.get(
-                (e.on < a, e.off > b)
-            )
+            tie = ties.get((e.on < a, e.off > b))
             for p, (m, _) in e.notes.items():
                 piece.add(p, m, tie)
         if piece.notes:
@@ -221,8 +171,7 @@ def _slices(events: list[_Event]) -> list[_Event]:
 
 
 def _staff(m21, clef, key, ts, events: list[_Event], n_ticks: int, q: Fraction) -> object:
-    """One staff: events in voices (rests fill the gaps, shown in voice 1 only), spelled in
-    ``key``; measures, ties and beams made by music21."""
+    """One staff: events in voices (rests fill the gaps, shown in voice 1 only), in ``key``."""
     names = _spelling(m21, key)
     part = m21.stream.PartStaff()
     for el in (clef, m21.key.KeySignature(key.sharps), m21.meter.TimeSignature(ts.ratioString)):
@@ -266,12 +215,11 @@ def _element(m21, ev: _Event, q: Fraction, names: dict[int, str]) -> object:
 
 
 def _spelling(m21, key) -> dict[int, str]:
-    """Pitch class -> note name in ``key``: its scale (with the raised 6th and 7th of a
-    minor key), then sharps in sharp keys and flats in flat keys."""
+    """Pitch class -> note name in ``key``: its scale (minor: raised 6th and 7th too), then sharps
+    in sharp keys and flats in flat keys."""
     tonic = m21.pitch.Pitch(key.tonic.name)
-    scale = list(key.pitches) + (
-        [tonic.transpose("M6"), tonic.transpose("M7")] if key.mode == "minor" else []
-    )
+    minor = [tonic.transpose("M6"), tonic.transpose("M7")] if key.mode == "minor" else []
+    scale = list(key.pitches) + minor
     names = {}
     for p in scale:
         names.setdefault(p.pitchClass, p.name)
@@ -283,11 +231,8 @@ def _spelling(m21, key) -> dict[int, str]:
 
 
 def _warn_cut(total: int, max_measures: int) -> None:
-    warnings.warn(
-        f"the music has {total} measures; only the first {max_measures} are engraved (max_measures)",
-        UserWarning,
-        stacklevel=4,
-    )
+    msg = f"the music has {total} measures; only the first {max_measures} are engraved"
+    warnings.warn(msg + " (max_measures)", UserWarning, stacklevel=4)
 
 
 def score_svg(
@@ -299,9 +244,8 @@ def score_svg(
     scale: int = 40,
     **table_options: object,
 ) -> str:
-    """Engrave a note table (through :func:`notes_to_score`, which takes
-    ``table_options``) or a music21 stream as one SVG document: glyphs inside it, no
-    external reference, ids that depend only on the music (the same input, the same SVG)."""
+    """One self-contained SVG of a note table (via :func:`notes_to_score` with ``table_options``)
+    or a music21 stream; its ids depend only on the music (the same input, the same SVG)."""
     m21 = _music21()
     if isinstance(width, bool) or not isinstance(width, int) or not 100 <= width <= 20000:
         raise ValueError(f"width must be a number of pixels in 100..20000, got {width!r}")
@@ -323,23 +267,12 @@ def score_svg(
     verovio.enableLog(verovio.LOG_ERROR)  # its warnings would go to stderr, outside the cell
     xml = _musicxml(m21, score)
     tk = verovio.toolkit()
-    tk.setOptions(
-        {
-            "scale": scale,
-            "pageWidth": round(width * 100 / scale),
-            "pageHeight": 60000,
-            "adjustPageHeight": True,
-            "adjustPageWidth": True,
-            "breaks": "auto",
-            "header": "auto" if title else "none",
-            "footer": "none",
-            "xmlIdSeed": int.from_bytes(hashlib.sha256(xml.encode()).digest()[:4], "big")
-            % (2**31 - 1)
-            + 1,
-            "svgFormatRaw": True,
-            "svgAdditionalAttribute": ["note@pname", "note@oct"],
-        }
-    )
+    seed = int.from_bytes(hashlib.sha256(xml.encode()).digest()[:4], "big") % (2**31 - 1) + 1
+    options = {"scale": scale, "pageWidth": round(width * 100 / scale), "pageHeight": 60000}
+    options.update(adjustPageHeight=True, adjustPageWidth=True, breaks="auto")
+    options.update(header="auto" if title else "none", footer="none", xmlIdSeed=seed)
+    options.update(svgFormatRaw=True, svgAdditionalAttribute=["note@pname", "note@oct"])
+    tk.setOptions(options)
     if not tk.loadData(xml):
         raise RuntimeError("Verovio could not read the MusicXML music21 wrote for this score")
     return tk.renderToSVG(1)
@@ -359,17 +292,14 @@ def _cut(m21, score: object, max_measures: int | None) -> object:
 
 
 def _musicxml(m21, score: object) -> str:
-    """MusicXML of a stream, repeatable: no writing date, and music21's random part and
-    instrument ids renamed P1, P2, ... and I1, I2, ... in order."""
+    """MusicXML of a stream, repeatable: no date, music21's random ids renamed P1.., I1.."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # music21's notes about fixing up notation
         data = m21.musicxml.m21ToXml.GeneralObjectExporter(score).parse().decode("utf-8")
     data = re.sub(r"<encoding-date>[^<]*</encoding-date>", "", data)
     names: dict[str, str] = {}
-    for found in re.findall(r'id="([PI])([0-9a-f]{32})"', data):
-        names.setdefault(
-            found[0] + found[1], f"{found[0]}{sum(k[0] == found[0] for k in names) + 1}"
-        )
+    for kind, hex_id in re.findall(r'id="([PI])([0-9a-f]{32})"', data):
+        names.setdefault(kind + hex_id, f"{kind}{sum(k[0] == kind for k in names) + 1}")
     for old, new in names.items():
         data = data.replace(f'"{old}"', f'"{new}"')
     return data

@@ -1,31 +1,8 @@
-"""Note tables and MIDI: where music becomes a table and back (notebook 01).
-
-A note table is a :class:`pandas.DataFrame` with the columns ``pitch, start, end, step,
-duration, velocity`` (times in seconds), sorted by start, then pitch. ``step`` is the time
-since the previous note started (0 for the other notes of a chord) and ``duration`` is
-``end - start``. Two optional columns: ``part`` (the voice or track a note came from; piano
-rolls colour by it) and ``program`` (the General MIDI instrument that plays it).
-
-* :func:`note_table` builds one from parallel arrays;
-* :func:`parse_midi` reads a MIDI file (a path or its bytes) with ``symusic``;
-* :func:`parse_score` reads a music21 score;
-* :func:`midi_bytes` and :func:`write_midi` go the other way (``symusic`` too).
-
-Reading MIDI, the rules where MIDI readers legitimately differ (``pretty_midi`` is the
-reference the tests compare with):
-
-* **a note-off ends the earliest sounding note of its key** in its track (first in, first
-  out, as symusic and most synthesizers pair them); pretty_midi ends *every* sounding
-  note of the key at the first note-off instead;
-* **tempo changes count wherever they are**: symusic reads tempo events of every track,
-  pretty_midi only those of the first one (and warns);
-* **zero-length notes** (note-on and note-off at the same tick) cannot be played: they are
-  left out and counted in ``dropped``; drum tracks (channel 10) too;
-* a note-on that is never released is left out by the reader (as by pretty_midi) and
-  cannot be counted: neither library reports it.
-
-Nothing else is dropped: :class:`ParsedNotes` says what was left out, and why.
-"""
+"""Note tables and MIDI (notebook 01). A note table is a DataFrame ``pitch, start, end, step,
+duration, velocity`` (seconds) sorted by start then pitch (``step``: time since the previous
+onset, 0 in a chord), optionally ``part`` and ``program``. MIDI is read by symusic: a note-off
+ends the earliest sounding note of its key, tempo events of every track count, zero-length and
+drum notes are counted in :class:`ParsedNotes` ``dropped``; a note never released is lost."""
 
 from __future__ import annotations
 
@@ -75,12 +52,8 @@ class ParsedNotes:
 
 def _table(pitch, start, end, velocity, part=None, program=None) -> tuple[pd.DataFrame, int]:
     """The sorted note table and how many zero-length notes were left out of it."""
-    cols = {
-        "pitch": np.asarray(pitch, np.int64),
-        "start": np.asarray(start, np.float64),
-        "end": np.asarray(end, np.float64),
-        "velocity": np.asarray(velocity, np.int64),
-    }
+    cols = {"pitch": np.asarray(pitch, np.int64), "start": np.asarray(start, np.float64)}
+    cols |= {"end": np.asarray(end, np.float64), "velocity": np.asarray(velocity, np.int64)}
     for name, values in ((PART, part), (PROGRAM, program)):
         if values is not None:
             cols[name] = np.asarray(values, np.int64)
@@ -102,12 +75,8 @@ def _table(pitch, start, end, velocity, part=None, program=None) -> tuple[pd.Dat
 
 
 def note_table(pitch, start, end, velocity, part=None, program=None) -> pd.DataFrame:
-    """A sorted note table from parallel arrays (times in seconds).
-
-    Notes with ``end <= start`` cannot be played and are left out (the parsers count them);
-    velocity 0 becomes 1. A pitch or velocity outside 0..127, or a non-finite time, is a
-    :class:`BadInputError`.
-    """
+    """A sorted note table from parallel arrays (seconds); notes with ``end <= start`` are left
+    out, velocity 0 becomes 1; values outside 0..127 or non-finite times: :class:`BadInputError`."""
     return _table(pitch, start, end, velocity, part, program)[0]
 
 
@@ -117,20 +86,14 @@ def _count(dropped: dict[str, int], reason: str, n: int) -> None:
 
 
 def parse_midi(midi: str | Path | bytes | bytearray) -> ParsedNotes:
-    """Read a MIDI file (a path or its bytes) into a note table, with symusic.
-
-    Drum tracks are left out; the other tracks are merged (``part``: the track, 0-based
-    among the pitched ones; ``program``: its General MIDI program). See the module
-    docstring for how notes are paired and what is dropped.
-
-    Raises:
-        FileNotFoundError: a path that does not exist.
-        BadInputError: an empty, corrupt, note-less or drum-only file (the message says
-            which).
-    """
+    """A MIDI file (path or bytes) as a note table, pitched tracks merged (``part``: the track,
+    ``program``: its GM program). FileNotFoundError, IsADirectoryError for a bad path;
+    BadInputError for an empty, corrupt, note-less or drum-only file."""
     import symusic
 
     if isinstance(midi, str | Path):
+        if Path(midi).is_dir():
+            raise IsADirectoryError(f"{Path(midi).name!r} is a folder, not a MIDI file")
         if not Path(midi).is_file():
             raise FileNotFoundError(f"no such MIDI file: {Path(midi).name}")
         midi = Path(midi).read_bytes()
@@ -151,17 +114,12 @@ def parse_midi(midi: str | Path | bytes | bytearray) -> ParsedNotes:
             raise BadInputError(f"drum-only file ({dropped[DRUMS]} drum notes, no pitched notes)")
         raise BadInputError("no notes in file")
     arrays = [t.notes.numpy() for t in tracks]
-    cat = {k: np.concatenate([a[k] for a in arrays]) for k in ("time", "duration", "pitch")}
-    # float32 seconds from symusic; the table keeps float64 of those values
-    start = cat["time"].astype(np.float64)
-    table, n_zero = _table(
-        cat["pitch"].astype(np.int64),
-        start,
-        start + cat["duration"].astype(np.float64),
-        np.concatenate([a["velocity"] for a in arrays]).astype(np.int64),
-        np.repeat(np.arange(len(tracks)), [len(a["pitch"]) for a in arrays]),
-        np.repeat([t.program for t in tracks], [len(a["pitch"]) for a in arrays]),
-    )
+    keys, sizes = ("time", "duration", "pitch", "velocity"), [len(a["pitch"]) for a in arrays]
+    cat = {k: np.concatenate([a[k] for a in arrays]) for k in keys}
+    start = cat["time"].astype(np.float64)  # float32 seconds from symusic, kept as float64
+    end, part = start + cat["duration"].astype(np.float64), np.repeat(np.arange(len(tracks)), sizes)
+    program = np.repeat([t.program for t in tracks], sizes)
+    table, n_zero = _table(cat["pitch"], start, end, cat["velocity"], part, program)
     _count(dropped, ZERO_LENGTH, n_zero)
     if table.empty:
         raise BadInputError(f"every note has zero length ({n_zero})")
@@ -169,12 +127,8 @@ def parse_midi(midi: str | Path | bytes | bytearray) -> ParsedNotes:
 
 
 def parse_score(score: object) -> ParsedNotes:
-    """Read a music21 score: ties merged, chords expanded, tempo marks respected.
-
-    Times come from music21's ``secondsMap``; a note's own velocity is used when set and
-    :data:`SCORE_VELOCITY` otherwise. ``part`` is the part (voice), 0 = the top staff.
-    Zero-length notes (grace notes) are left out and counted.
-    """
+    """A music21 score as a note table: ties merged, chords expanded, tempo marks respected,
+    velocity :data:`SCORE_VELOCITY` unless set, ``part`` 0 the top staff, grace notes counted."""
     from music21 import chord, note
 
     stripped = score.stripTies()
@@ -209,13 +163,9 @@ def _restruck_ends(notes: pd.DataFrame) -> np.ndarray:
 
 
 def to_symusic(notes: pd.DataFrame, program: int | None = None) -> object:
-    """A ``symusic.Score`` (in seconds) of a note table: one track per program.
-
-    ``program`` overrides the table's ``program`` column (default: piano). One MIDI channel
-    cannot hold two overlapping notes of one key (readers pair the note-offs differently),
-    so a note struck again while it sounds ends where the new one starts, in the MIDI only;
-    notes of one pitch that start together (a unison) are written as they are.
-    """
+    """A ``symusic.Score`` (seconds) of a note table, one track per program (``program``
+    overrides the column; default piano); a note struck again while it sounds ends where the
+    new one starts (in the MIDI only: one channel cannot hold two overlapping notes of a key)."""
     import symusic
 
     missing = {"pitch", "start", "end", "velocity"} - set(notes.columns)
@@ -233,13 +183,10 @@ def to_symusic(notes: pd.DataFrame, program: int | None = None) -> object:
         rows = notes[programs == prog]
         start = rows["start"].to_numpy(np.float64)
         track = symusic.Track(name=f"program {prog}", program=int(prog), ttype="second")
-        track.notes = symusic.Note.from_numpy(
-            start.astype(np.float32),
-            (_restruck_ends(rows) - start).astype(np.float32),
-            rows["pitch"].to_numpy(np.int8),
-            np.clip(rows["velocity"].to_numpy(), 1, 127).astype(np.int8),
-            "second",
-        )
+        durations = (_restruck_ends(rows) - start).astype(np.float32)
+        velocity = np.clip(rows["velocity"].to_numpy(), 1, 127).astype(np.int8)
+        columns = (start.astype(np.float32), durations, rows["pitch"].to_numpy(np.int8), velocity)
+        track.notes = symusic.Note.from_numpy(*columns, "second")
         score.tracks.append(track)
     return score
 
@@ -258,11 +205,8 @@ def write_midi(notes: pd.DataFrame, path: str | Path, program: int | None = None
 
 
 def file_stem(piece_id: str) -> str:
-    """A safe file-name stem: ``"my_midi/a/Maestro_10.mid"`` -> ``"my_midi_a_Maestro_10"``.
-
-    The MIDI suffix goes, folders become ``_`` (two pieces of one name in two folders stay
-    apart), anything but letters, digits, ``.``, ``-`` and ``_`` becomes ``_``.
-    """
+    """A safe file-name stem: ``"my_midi/a/Maestro_10.mid"`` -> ``"my_midi_a_Maestro_10"`` (the
+    suffix goes; folders and anything but letters, digits, ``.``, ``-``, ``_`` become ``_``)."""
     stem = re.sub(r"\.midi?$", "", str(piece_id), flags=re.IGNORECASE)
     stem = re.sub(r"[^\w.-]+", "_", stem.replace("/", "_").replace("\\", "_")).strip("._")
     return stem or "piece"

@@ -26,12 +26,8 @@ def plot_piano_roll(
     labels: tuple[str, str] = ("primer", "continuation"),
     color_by: str | None = None,
 ) -> plt.Axes:
-    """A note table as a piano roll: time (s) across, pitch up, velocity as opacity.
-
-    ``split_at`` colours the rows from there on (a continuation after its primer);
-    ``color_by="part"`` colours each note by its part (voices of a chorale, tracks of a
-    MIDI file), which shows how the model's one stream of notes interleaves the voices.
-    """
+    """A note table as a piano roll (time across, pitch up, velocity as opacity); ``split_at``
+    colours the rows from there on, ``color_by="part"`` each note by its part (voice or track)."""
     from matplotlib.collections import PatchCollection
     from matplotlib.colors import to_rgba
     from matplotlib.patches import Patch, Rectangle
@@ -51,20 +47,13 @@ def plot_piano_roll(
             Patch(color=palette(k % 10), label=names[k] if names else f"part {k}") for k in present
         ]
     else:
-        base = [
-            "tab:orange" if split_at is not None and i >= split_at else "tab:blue"
-            for i in range(len(notes))
-        ]
-        legend = [
-            Patch(color=c, label=lab)
-            for c, lab in zip(("tab:blue", "tab:orange"), labels, strict=True)
-        ]
+        colours = ("tab:blue", "tab:orange")
+        base = [colours[int(split_at is not None and i >= split_at)] for i in range(len(notes))]
+        legend = [Patch(color=c, label=lab) for c, lab in zip(colours, labels, strict=True)]
         legend = legend if split_at is not None else []
     vel = notes["velocity"].to_numpy() if "velocity" in notes else np.full(len(notes), 100)
-    rects = [
-        Rectangle((s, p - 0.4), e - s, 0.8)
-        for p, s, e in zip(notes["pitch"], notes["start"], notes["end"], strict=True)
-    ]
+    cols = zip(notes["pitch"], notes["start"], notes["end"], strict=True)
+    rects = [Rectangle((s, p - 0.4), e - s, 0.8) for p, s, e in cols]
     face = [to_rgba(c, 0.35 + 0.65 * float(v) / 127) for c, v in zip(base, vel, strict=True)]
     ax.add_collection(PatchCollection(rects, facecolors=face, linewidths=0))  # one artist: fast
     if len(notes):

@@ -1,11 +1,6 @@
-"""Training, evaluation and checkpoints of :class:`MelodyLSTM` (notebook 03).
-
-The default recipe, chosen by measurement: the loss from ``first_position`` on, random
-transposition, AdamW (decay on 2-D weights), gradient clipping, warm-up then cosine decay.
-Reported metrics are the card's: the prediction after a full window, untransposed, in fp32.
-A checkpoint is ``NAME.safetensors`` (weights) + ``NAME.json`` (config, normalizer, data,
-recipe, metrics); ``last.pt`` is a training state that ``train(resume=True)`` continues.
-"""
+"""Training, evaluation and checkpoints of :class:`MelodyLSTM` (notebook 03). Metrics are the
+card's (after a full window, untransposed, fp32); a checkpoint is ``NAME.safetensors`` +
+``NAME.json``, and ``last.pt`` a training state that ``train(resume=True)`` continues."""
 
 from __future__ import annotations
 
@@ -230,8 +225,7 @@ _VAL_KEYS = ("loss", "pitch_nll", "cont_mse", "pitch_top1", "pitch_top5")
 
 @dataclass
 class RunState:
-    """One run: its recipe, where it writes, and everything it needs to continue where it
-    stopped (saved as ``last.pt``)."""
+    """One run: its recipe, where it writes, and all it needs to continue (``last.pt``)."""
 
     model: MelodyLSTM
     config: TrainConfig
@@ -332,9 +326,8 @@ class RunState:
             self.best_val, self.best_step = row["val_loss"], self.step
             self.best_model = {k: t.detach().clone() for k, t in self.model.state_dict().items()}
         if improved and self.out_dir is not None:
-            meta = dict(
-                self.metadata, train_config=c.to_dict(), step=self.step, history=self.history
-            )
+            meta = {**self.metadata, "train_config": c.to_dict(), "step": self.step}
+            meta["history"] = self.history
             save_checkpoint(self.out_dir / "best", self.model, self.normalizer, meta)
         if self.out_dir is not None:
             history_csv = pd.DataFrame(self.history).to_csv(index=False).encode()
@@ -344,11 +337,9 @@ class RunState:
 
             gap = f", train (eval mode) {t['pitch_nll']:.3f}" if len(train_eval_idx) else ""
             best = " *best*" if improved else ""
-            tqdm.write(
-                f"step {self.step}: objective {loss:.3f} | "
-                f"validation pitch NLL {v['pitch_nll']:.3f}{gap}, top-1 {v['pitch_top1']:.3f}, "
-                f"MSE {v['cont_mse']:.3f} | {speed:.0f} windows/s{best}"
-            )
+            line = f"step {self.step}: objective {loss:.3f} | "
+            line += f"validation pitch NLL {v['pitch_nll']:.3f}{gap}, top-1 {v['pitch_top1']:.3f}, "
+            tqdm.write(line + f"MSE {v['cont_mse']:.3f} | {speed:.0f} windows/s{best}")
         self.model.train()
 
 
@@ -366,12 +357,9 @@ def train(
     metadata: dict | None = None,
     stop_after_steps: int | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place; it ends with the weights of its lowest validation loss.
-
-    ``out_dir`` receives ``best.*``, ``last.pt``, ``history.csv`` (it needs ``normalizer``, and
-    ``metadata`` naming the data); ``resume`` continues from ``last.pt`` (FileNotFoundError if
-    missing, ValueError if of other settings or data). ``device`` None: CUDA, MPS, else CPU.
-    ``stop_after_steps``: stop after that many steps of this call (an interruption)."""
+    """Train ``model`` in place, ending with the weights of its lowest validation loss; ``out_dir``
+    gets ``best.*``, ``last.pt``, ``history.csv``; ``resume`` continues from ``last.pt``
+    (FileNotFoundError if missing, ValueError if of other settings or data)."""
     device = torch.device(device) if device is not None else get_device()
     for windows, name in ((train_windows, "training"), (val_windows, "validation")):
         if not isinstance(windows, Windows):
@@ -497,20 +485,15 @@ def read_metadata(path: str | Path | None = None) -> dict:
 
 
 def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu"):
-    """``(model, normalizer, metadata)``, the model in eval mode on ``device``.
-
-    No ``path``: the committed checkpoint; else the ``.safetensors``, the ``.json`` or their
-    stem. A missing, truncated or foreign file, or weights of another architecture, is a
-    :class:`FileNotFoundError` or :class:`CheckpointError` with the reason.
-    """
+    """``(model, normalizer, metadata)`` (eval mode, on ``device``) of the committed checkpoint or
+    ``path`` (stem or either file); FileNotFoundError or :class:`CheckpointError` saying why."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     weights, meta_path = checkpoint_files(PRETRAINED if path is None else path)
     if not weights.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {weights} not found (`make run` trains one)" + _hint(path)
-        )
+        hint = "(`make run` trains one)" + _hint(path)
+        raise FileNotFoundError(f"checkpoint {weights} not found {hint}")
     meta = read_metadata(meta_path)
     try:
         state = load_file(weights)
@@ -533,8 +516,7 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
 
 
 def plot_history(history: pd.DataFrame, title: str | None = None):
-    """Loss curves per head (training objective, training windows the card's way,
-    validation) and validation accuracy against optimizer steps."""
+    """Loss curves per head (objective, card's way, validation) and validation accuracy."""
     import matplotlib.pyplot as plt
 
     if len(history) == 0:

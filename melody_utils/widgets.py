@@ -1,10 +1,6 @@
-"""An ipywidgets front end for :func:`melody_utils.generate.generate` (notebook 05).
-
-``GenerationUI(model, normalizer, primers_from_pieces(splits["test"]))`` shows the controls:
-pick a primer (or upload a MIDI file), set the sampling, press *Generate*: piano rolls, per
-variation a ``.mid`` link, an audio player and (*show score*) its score, then the measures
-beside real pieces. Nothing raises: errors are a red message (``ui.last_error``).
-"""
+"""An ipywidgets front end for :func:`melody_utils.generate.generate` (notebook 05): pick or
+upload a primer, set the sampling, *Generate*: piano rolls, MIDI links, players, scores and the
+measures beside real pieces. Nothing raises: errors are a red message (``ui.last_error``)."""
 
 from __future__ import annotations
 
@@ -49,13 +45,9 @@ def midi_download_link(data: bytes, filename: str, label: str | None = None) -> 
 
 
 class GenerationUI:
-    """Controls, piano rolls, audio players, scores and MIDI links for one model.
-
-    ``primers``: ``{id: note table or Piece}`` or a sequence of pieces; ``reference``: real
-    pieces for the measures' reference (default: the primers); ``training``: the training
-    pieces or their :class:`~melody_utils.metrics.CopyIndex`, for the copy check;
-    ``cpu_threads``: torch threads on the CPU; ``show_score``: the checkbox's first state.
-    """
+    """Controls and results for one model: ``primers`` ``{id: table or Piece}`` or pieces;
+    ``reference`` real pieces for the measures (default: the primers); ``training`` pieces or a
+    :class:`~melody_utils.metrics.CopyIndex` for the copy check."""
 
     def __init__(
         self,
@@ -121,15 +113,10 @@ class GenerationUI:
     @property
     def settings(self) -> dict:
         """The generation arguments the controls describe now (slider floats rounded)."""
-        top_p = round(float(self.top_p.value), 4)
-        return {
-            "n_notes": int(self.n_notes.value),
-            "temperature": round(float(self.temperature.value), 4),
-            "top_k": int(self.top_k.value) or None,
-            "top_p": None if top_p >= 1 else top_p,
-            "n_variations": int(self.n_variations.value),
-            "seed": int(self.seed.value),
-        }
+        top_p, temperature = (round(float(w.value), 4) for w in (self.top_p, self.temperature))
+        s = {"n_notes": int(self.n_notes.value), "temperature": temperature}
+        s.update(top_k=int(self.top_k.value) or None, top_p=None if top_p >= 1 else top_p)
+        return {**s, "n_variations": int(self.n_variations.value), "seed": int(self.seed.value)}
 
     def _error(self, message: str, title: str = "Could not generate") -> None:
         self.last_error = message
@@ -208,11 +195,9 @@ class GenerationUI:
         scores = [self._score(result, i) if show else [] for i in range(len(result))]
         t3 = time.perf_counter()
         top_p = "off" if s["top_p"] is None else f"{s['top_p']:.2f}"
-        head = (
-            f"<b>{html.escape(key)}</b>: {s['n_notes']} notes × {s['n_variations']} variation(s), "
-            f"temperature {s['temperature']:.2f}, top-k {s['top_k'] or 'off'}, top-p {top_p}, "
-            f"seed {result.seed}"
-        )
+        sizes = f"{s['n_notes']} notes × {s['n_variations']} variation(s)"
+        head = f"<b>{html.escape(key)}</b>: {sizes}, temperature {s['temperature']:.2f}, "
+        head += f"top-k {s['top_k'] or 'off'}, top-p {top_p}, seed {result.seed}"
         notices = [*result.messages, *(str(w.message) for w in caught)]
         if s["temperature"] == 0 and s["n_variations"] > 1:
             notices.insert(0, _SAME)
@@ -235,10 +220,8 @@ class GenerationUI:
         self.last_result, self.last_audio, self.last_error = result, players, None
         self.last_timings = {"generate": t1 - t0, "audio": t2 - t1, "scores": t3 - t2}
         self.last_timings["total"] = time.perf_counter() - t0
-        self.status.value = (
-            f"done in {self.last_timings['total']:.2f} s (generation {t1 - t0:.2f} s, audio "
-            f"{t2 - t1:.2f} s, {audio_backend()} synthesizer)"
-        )
+        took = f"generation {t1 - t0:.2f} s, audio {t2 - t1:.2f} s, {audio_backend()} synthesizer"
+        self.status.value = f"done in {self.last_timings['total']:.2f} s ({took})"
         return result
 
     def _score(self, result: GenerationResult, i: int) -> list[dict]:
