@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Bach corpus (parsed once, then cached) and MIDI writers."""
+"""Shared fixtures: the real Bach corpus (read once from data/), MIDI writers, a private
+parse cache and one torch thread."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from melody_utils.data import load_corpus, split_pieces
 
 @pytest.fixture(scope="session")
 def bach():
-    """Every Bach chorale of the music21 corpus (the real thing, not a mock)."""
+    """The 410 embedded Bach chorales (data/bach_chorales.csv.gz: the real thing, not a mock)."""
     return load_corpus("bach", progress=False)
 
 
@@ -30,13 +31,14 @@ def write_midi(
     velocity: int = 90,
     drum: bool = False,
     chord_every: int = 0,
+    program: int = 0,
 ) -> Path:
     """Write a real MIDI file with pretty_midi: one note per pitch, ``step`` seconds apart.
 
     ``chord_every=k`` puts every k-th note at the same start as the previous one.
     """
     pm = pretty_midi.PrettyMIDI()
-    inst = pretty_midi.Instrument(program=0, is_drum=drum)
+    inst = pretty_midi.Instrument(program=program, is_drum=drum)
     t = 0.0
     for i, p in enumerate(pitches):
         if not (chord_every and i and i % chord_every == 0):
@@ -48,6 +50,22 @@ def write_midi(
     path.parent.mkdir(parents=True, exist_ok=True)
     pm.write(str(path))
     return path
+
+
+@pytest.fixture
+def midi_writer():
+    """:func:`write_midi`: ``midi_writer(path, pitches, step=, duration=, velocity=, ...)``."""
+    return write_midi
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """An empty parse-cache folder of this test only (``MELODY_CACHE_DIR``), caching on."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("MELODY_CACHE_DIR", str(folder))
+    monkeypatch.delenv("MELODY_NO_CACHE", raising=False)
+    monkeypatch.delenv("MELODY_CACHE_MAX_MB", raising=False)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +81,3 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-@pytest.fixture
-def midi_writer():
-    return write_midi

@@ -1,44 +1,42 @@
-"""Audio: the built-in synthesizer sounds like the notes asked for, every clip comes out
-equally loud without clipping, WAV files round-trip.
-
-The built-in path is the one CI uses; the FluidSynth path's normalization is tested with
-a stand-in waveform everywhere, and the real FluidSynth only where it is installed.
-"""
+"""Audio: note tables sound like the notes asked for (SoundFont and built-in synthesizer),
+the fallback when tinysoundfont is missing, the settings, loudness, keys out of range,
+the instruments, WAV files and the notebook player."""
 
 from __future__ import annotations
 
 import base64
 import io
+import sys
 import warnings
 import wave
 
 import numpy as np
-import pretty_midi
+import pandas as pd
 import pytest
 
 from melody_utils import audio
 from melody_utils.audio import (
     MAX_LIMITING,
     PEAK,
+    SAMPLE_RATE,
     TARGET_RMS,
     audio_backend,
-    find_soundfont,
+    normalize,
     play,
     render,
+    soundfont,
     wav_bytes,
     write_wav,
 )
+from melody_utils.notes import CHURCH_ORGAN, PIANO, note_table
 
 SR = 16000
+BACKENDS = ("soundfont", "builtin")
+NOTICE = "no SoundFont synthesizer (tinysoundfont): the built-in synthesizer plays instead"
 
 
-def midi(*notes: tuple[int, float, float, int], drum: bool = False) -> pretty_midi.PrettyMIDI:
-    """A PrettyMIDI of ``(pitch, start, end, velocity)`` notes on one piano track."""
-    pm = pretty_midi.PrettyMIDI()
-    inst = pretty_midi.Instrument(program=0, is_drum=drum)
-    inst.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for p, s, e, v in notes]
-    pm.instruments.append(inst)
-    return pm
+def hz(pitch: float) -> float:
+    return 440.0 * 2 ** ((pitch - 69) / 12)
 
 
 def spectrum(x: np.ndarray, sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
@@ -54,152 +52,26 @@ def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.asarray(x, dtype=np.float64) ** 2)))
 
 
-MELODY = (60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72)
+def chord(pitches, start: float = 0.0, length: float = 1.5, velocity: int = 90) -> pd.DataFrame:
+    n = len(pitches)
+    return note_table(pitches, [start] * n, [start + length] * n, [velocity] * n)
 
 
-def melody(velocity: int = 80) -> list[tuple[int, float, float, int]]:
+def melody(velocity: int = 80) -> pd.DataFrame:
     """Twelve half-second notes, one at a time."""
-    return [(p, 0.5 * i, 0.5 * i + 0.45, velocity) for i, p in enumerate(MELODY)]
+    pitches = [60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72]
+    start = 0.5 * np.arange(12)
+    return note_table(pitches, start, start + 0.45, [velocity] * 12)
 
 
-def big_chord(start: float) -> list[tuple[int, float, float, int]]:
-    """Ten notes over four octaves, fortissimo, held two seconds."""
-    return [(p, start, start + 2.0, 127) for p in (36, 43, 48, 52, 55, 60, 64, 67, 72, 76)]
+def big_chord(start: float, length: float = 2.0) -> pd.DataFrame:
+    """Ten notes over four octaves, fortissimo."""
+    return chord([36, 43, 48, 52, 55, 60, 64, 67, 72, 76], start, length, 127)
 
 
-@pytest.fixture
-def builtin(monkeypatch):
-    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "builtin")
-
-
-def test_backend_is_one_of_two():
-    assert audio_backend() in audio.BACKENDS
-
-
-def test_single_note_has_its_fundamental_and_harmonics(builtin):
-    w = render(midi((69, 0.0, 1.0, 100)), SR)  # A4 = 440 Hz
-    assert w.dtype == np.float32 and w.ndim == 1
-    assert np.isfinite(w).all()
-    assert rms(w) == pytest.approx(TARGET_RMS, rel=0.01)  # loudness-normalized
-    assert np.abs(w).max() <= PEAK <= 1.0
-    assert len(w) == pytest.approx(SR * (1.0 + audio._RELEASE), abs=2)
-    freqs, mag = spectrum(w[:SR])
-    assert abs(freqs[mag.argmax()] - 440.0) < 2.0  # loudest component is the note
-    assert level(freqs, mag, 440) > 20 * level(freqs, mag, 466.16)  # not the next semitone
-    assert level(freqs, mag, 880) > 0.05 * level(freqs, mag, 440)  # harmonics: not a sine
-    assert level(freqs, mag, 880) > 10 * level(freqs, mag, 660)
-
-
-def test_chord_has_every_fundamental(builtin):
-    chord = [60, 64, 67]  # C4 E4 G4
-    w = render(midi(*[(p, 0.0, 1.0, 90) for p in chord]), SR)
-    freqs, mag = spectrum(w[:SR])
-    f0s = [440.0 * 2 ** ((p - 69) / 12) for p in chord]
-    quiet = level(freqs, mag, 300.0)  # between the notes
-    for f in f0s:
-        assert level(freqs, mag, f) > 10 * quiet
-
-
-def test_envelope_has_no_clicks_and_decays(builtin):
-    w = render(midi((57, 0.5, 1.5, 100)), SR)
-    assert np.abs(w[: int(0.5 * SR)]).max() == 0  # silence before the note
-    onset = int(0.5 * SR)
-    assert abs(w[onset]) < 1e-3  # attack starts from zero
-    assert np.abs(w[-10:]).max() < 1e-3  # release ends at zero
-    early = np.sqrt(np.mean(w[onset : onset + SR // 5] ** 2))
-    late = np.sqrt(np.mean(w[onset + int(0.8 * SR) : onset + SR] ** 2))
-    assert early > 1.5 * late  # a struck note dies away
-
-
-def test_velocity_sets_loudness(builtin):
-    w = render(midi((60, 0.0, 0.5, 30), (60, 1.0, 1.5, 120)), SR)
-    soft = np.sqrt(np.mean(w[: SR // 2] ** 2))
-    loud = np.sqrt(np.mean(w[SR : SR + SR // 2] ** 2))
-    assert soft > 0 and loud > 3 * soft
-
-
-def test_many_overlapping_notes_do_not_clip(builtin):
-    notes = [(p, 0.01 * i, 2.0, 127) for i, p in enumerate(range(40, 90))]
-    w = render(midi(*notes), SR)
-    assert np.abs(w).max() <= 1.0 and np.isfinite(w).all()
-
-
-def test_every_clip_comes_out_equally_loud(builtin, monkeypatch):
-    """A soft tune that ends on a loud chord used to be scaled by the chord's peak."""
-    plain = render(midi(*melody(80)), SR)
-    loud_end = render(midi(*melody(40), *big_chord(6.0)), SR)
-    for w in (plain, loud_end):
-        assert rms(w) == pytest.approx(TARGET_RMS, rel=0.1)
-        assert np.abs(w).max() <= PEAK and np.isfinite(w).all()
-    assert rms(loud_end) == pytest.approx(rms(plain), rel=0.1)
-    assert np.abs(plain).max() < 0.8 * PEAK  # a plain tune needs no limiting ...
-    assert np.abs(loud_end).max() == pytest.approx(PEAK, abs=1e-3)  # ... the chord does
-    # the tune before the chord is louder than scaling the peak to 0.9 had left it
-    monkeypatch.setattr(audio, "_normalize", lambda w, sr: w.astype(np.float32))
-    mix = render(midi(*melody(40), *big_chord(6.0)), SR)
-    peak_scaled = mix * (0.9 / np.abs(mix).max())
-    assert rms(loud_end[: 6 * SR]) > 2 * rms(peak_scaled[: 6 * SR])
-
-
-def test_limiter_lowers_the_gain_smoothly_and_only_near_peaks():
-    sr = 8000
-    t = np.arange(2 * sr) / sr
-    x = 0.5 * np.sin(2 * np.pi * 220 * t)
-    x[sr : sr + sr // 10] *= 4.0  # a 0.1 s burst at twice full scale
-    hold = int(audio._LIMITER_HOLD * sr)
-    y = audio._limit(x, PEAK, hold)
-    assert np.abs(y).max() <= PEAK
-    gain = np.divide(y, x, out=np.ones_like(x), where=np.abs(x) > 1e-3)
-    assert np.abs(np.diff(gain[np.abs(x) > 1e-3])).max() < 0.02  # a ramp, not a kink
-    far = np.r_[: sr - 3 * hold, sr + sr // 10 + 3 * hold : 2 * sr]
-    np.testing.assert_array_equal(y[far], x[far])  # untouched away from the burst
-    assert np.abs(y[sr : sr + sr // 10]).max() > 0.95 * PEAK  # the burst stays loud
-    np.testing.assert_array_equal(audio._limit(x / 4, PEAK, hold), x / 4)
-
-
-def test_spiky_music_is_limited_at_most_max_limiting(builtin, monkeypatch):
-    """A whisper-soft tune and one short fortissimo chord: reaching TARGET_RMS would mean
-    lowering the chord 30-fold; the limiter lowers it MAX_LIMITING-fold at most."""
-    pm = midi(*melody(10), *[(p, 6.0, 6.3, v) for p, _, _, v in big_chord(6.0)])
-    w = render(pm, SR)
-    assert np.abs(w).max() <= PEAK
-    assert rms(w) < 0.9 * TARGET_RMS  # quieter than the target rather than squashed flat
-    monkeypatch.setattr(audio, "_normalize", lambda w, sr: w.astype(np.float32))
-    mix = render(pm, SR)
-    peak_scaled = mix * (PEAK / np.abs(mix).max())
-    tune = slice(0, 6 * SR)
-    # the tune is raised above peak scaling, by no more than MAX_LIMITING
-    assert 2 < rms(w[tune]) / rms(peak_scaled[tune]) <= MAX_LIMITING * 1.001
-
-
-def test_silent_or_broken_synthesis_is_an_error(builtin, monkeypatch):
-    pm = midi((60, 0.0, 0.5, 100))
-    monkeypatch.setattr(audio, "_voice", lambda pitch, n, *_: np.zeros(n))
-    with pytest.raises(RuntimeError, match="silence"):
-        render(pm, SR)
-    monkeypatch.setattr(audio, "_voice", lambda pitch, n, *_: np.full(n, np.nan))
-    with pytest.raises(RuntimeError, match="NaN"):
-        render(pm, SR)
-
-
-def test_nothing_to_play_is_an_error(builtin):
-    with pytest.raises(ValueError, match="no pitched notes"):
-        render(pretty_midi.PrettyMIDI(), SR)
-    with pytest.raises(ValueError, match="no pitched notes"):
-        render(midi((36, 0.0, 0.5, 100), drum=True), SR)
-
-
-def test_bad_settings_are_errors(builtin, monkeypatch):
-    pm = midi((60, 0.0, 0.5, 100))
-    with pytest.raises(ValueError, match="sample_rate"):
-        render(pm, 0)
-    with pytest.raises(ValueError, match="backend"):
-        render(pm, SR, backend="speaker")
-    with pytest.raises(ValueError, match="NaN"):
-        wav_bytes(np.array([0.0, np.nan]), SR)
-    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "gramophone")
-    with pytest.raises(ValueError, match="MELODY_AUDIO_BACKEND"):
-        audio_backend()
+def cat(*tables: pd.DataFrame) -> pd.DataFrame:
+    t = pd.concat(tables, ignore_index=True)
+    return note_table(t["pitch"], t["start"], t["end"], t["velocity"])
 
 
 def read_wav(data: bytes) -> tuple[wave._wave_params, np.ndarray]:
@@ -209,118 +81,333 @@ def read_wav(data: bytes) -> tuple[wave._wave_params, np.ndarray]:
     return params, frames
 
 
-def test_wav_written_and_read_back(builtin, tmp_path):
-    pm = midi((64, 0.0, 0.4, 100), (67, 0.4, 0.8, 80))
-    w = render(pm, SR)
-    path = write_wav(pm, tmp_path / "out" / "tune.wav", SR)
-    assert path.exists()
-    with wave.open(str(path), "rb") as r:
-        assert (r.getnchannels(), r.getsampwidth(), r.getframerate()) == (1, 2, SR)
-        assert r.getnframes() == len(w)
-        pcm = np.frombuffer(r.readframes(r.getnframes()), dtype="<i2")
+@pytest.fixture(autouse=True)
+def _plain_settings(monkeypatch):
+    for name in ("MELODY_AUDIO_BACKEND", "MELODY_SOUNDFONT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    """Each synthesizer in turn, forced (no notice, no fallback)."""
+    if request.param == "soundfont":
+        pytest.importorskip("tinysoundfont")
+    monkeypatch.setenv("MELODY_AUDIO_BACKEND", request.param)
+    return request.param
+
+
+@pytest.fixture
+def no_tinysoundfont(monkeypatch):
+    """tinysoundfont cannot be imported (as where it is not installed)."""
+    monkeypatch.setitem(sys.modules, "tinysoundfont", None)
+
+
+# ----------------------------------------------------------------- what is heard
+
+
+def test_the_soundfont_plays_by_default():
+    pytest.importorskip("tinysoundfont")
+    assert audio_backend() == "soundfont"
+    assert soundfont().name == "TimGM6mb.sf2" and soundfont().is_file()
+
+
+def test_a_chord_sounds_its_three_fundamentals(backend):
+    c_major = render(chord([60, 64, 67]), SR)  # C4 E4 G4
+    c_e = render(chord([60, 64]), SR)
+    assert c_major.dtype == np.float32 and c_major.ndim == 1 and np.isfinite(c_major).all()
+    freqs, mag = spectrum(c_major[:SR])
+    loudest = mag.max()
+    for pitch in (60, 64, 67):
+        assert level(freqs, mag, hz(pitch)) > 0.1 * loudest, pitch
+    for pitch in (61, 62, 63, 65, 66, 68):  # the keys between them are quiet
+        assert level(freqs, mag, hz(pitch)) < 0.02 * loudest, pitch
+    # G4 is there because it was asked for: without it, its frequency is quiet
+    freqs, without = spectrum(c_e[:SR])
+    assert level(freqs, without, hz(67)) < 0.02 * without.max()
+
+
+def test_a_single_note_has_its_fundamental_and_is_not_a_sine(backend):
+    w = render(note_table([69], [0.0], [1.0], [100]), SR)  # A4 = 440 Hz
+    freqs, mag = spectrum(w[:SR])
+    assert abs(freqs[mag.argmax()] - 440.0) < 2.0  # the loudest component is the note
+    assert level(freqs, mag, 440) > 20 * level(freqs, mag, hz(70))  # not the next semitone
+    assert level(freqs, mag, 880) > 0.01 * level(freqs, mag, 440)  # harmonics
+    assert level(freqs, mag, 880) > 10 * level(freqs, mag, 660)
+
+
+def test_velocity_sets_loudness(backend):
+    w = render(note_table([60, 60], [0.0, 1.0], [0.5, 1.5], [30, 120]), SR)
+    soft, loud = rms(w[: SR // 2]), rms(w[SR : SR + SR // 2])
+    assert soft > 0 and loud > 2 * soft
+
+
+def test_builtin_envelope_has_no_clicks_and_decays(monkeypatch):
+    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "builtin")
+    w = render(note_table([57], [0.5], [1.5], [100]), SR)
+    onset = int(0.5 * SR)
+    assert np.abs(w[:onset]).max() == 0  # silence before the note
+    assert abs(w[onset]) < 1e-3  # the attack starts from zero
+    assert np.abs(w[-10:]).max() < 1e-3  # the release ends at zero
+    assert rms(w[onset : onset + SR // 5]) > 1.5 * rms(w[onset + int(0.8 * SR) : onset + SR])
+
+
+def test_rendering_is_repeatable(backend):
+    t = melody()
+    np.testing.assert_array_equal(render(t, SR), render(t, SR))
+
+
+# ----------------------------------------------------------------- the fallback and the settings
+
+
+def test_without_tinysoundfont_the_builtin_synthesizer_plays_with_one_notice(no_tinysoundfont):
+    assert audio_backend() == "builtin"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        w = render(chord([60, 64, 67]), SR)
+    messages = [str(c.message) for c in caught]
+    assert messages == [NOTICE], "one notice, one line"
+    assert caught[0].category is UserWarning and caught[0].filename == __file__
+    freqs, mag = spectrum(w[:SR])
+    for pitch in (60, 64, 67):
+        assert level(freqs, mag, hz(pitch)) > 0.1 * mag.max()
+    # the same music as the built-in synthesizer asked for by name, which says nothing
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MELODY_AUDIO_BACKEND", "builtin")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            np.testing.assert_array_equal(render(chord([60, 64, 67]), SR), w)
+
+
+def test_forcing_the_soundfont_without_tinysoundfont_is_a_clear_error(
+    no_tinysoundfont, monkeypatch
+):
+    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "soundfont")
+    with pytest.raises(RuntimeError, match="MELODY_AUDIO_BACKEND=soundfont.*pip install"):
+        audio_backend()
+    with pytest.raises(RuntimeError, match="tinysoundfont"):
+        render(melody(), SR)
+
+
+@pytest.mark.parametrize(
+    "value, want",
+    [("builtin", "builtin"), (" Builtin ", "builtin"), ("soundfont", "soundfont"),
+     ("SOUNDFONT", "soundfont"), ("auto", "soundfont"), ("", "soundfont")],
+)  # fmt: skip
+def test_melody_audio_backend_choices(monkeypatch, value, want):
+    if want == "soundfont":
+        pytest.importorskip("tinysoundfont")
+    monkeypatch.setenv("MELODY_AUDIO_BACKEND", value)
+    assert audio_backend() == want
+
+
+@pytest.mark.parametrize("value", ["gramophone", "fluidsynth", "1"])
+def test_a_bad_melody_audio_backend_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv("MELODY_AUDIO_BACKEND", value)
+    with pytest.raises(ValueError, match=f"must be soundfont, builtin or auto, got '{value}'"):
+        audio_backend()
+    with pytest.raises(ValueError, match="MELODY_AUDIO_BACKEND"):
+        render(melody(), SR)
+
+
+def test_melody_soundfont_missing_or_garbage_is_a_clear_error(monkeypatch, tmp_path):
+    pytest.importorskip("tinysoundfont")
+    monkeypatch.setenv("MELODY_SOUNDFONT", str(tmp_path / "missing.sf2"))
+    with pytest.raises(FileNotFoundError, match="MELODY_SOUNDFONT=.*missing.sf2.* is not a file"):
+        audio_backend()
+    with pytest.raises(FileNotFoundError, match="MELODY_SOUNDFONT"):
+        render(melody(), SR)
+    garbage = tmp_path / "garbage.sf2"
+    garbage.write_bytes(b"RIFF\x10\x00\x00\x00sfbk not really a SoundFont")
+    monkeypatch.setenv("MELODY_SOUNDFONT", str(garbage))
+    with pytest.raises(
+        RuntimeError, match="cannot load the SoundFont garbage.sf2.*MELODY_SOUNDFONT"
+    ):
+        render(melody(), SR)
+
+
+def test_melody_soundfont_chooses_the_file(monkeypatch, tmp_path):
+    pytest.importorskip("tinysoundfont")
+    default = render(melody(), SR)
+    copy = tmp_path / "my piano.sf2"
+    copy.write_bytes(soundfont().read_bytes())
+    monkeypatch.setenv("MELODY_SOUNDFONT", str(copy))
+    assert soundfont() == copy
+    np.testing.assert_array_equal(render(melody(), SR), default)
+
+
+# ----------------------------------------------------------------- loudness
+
+
+def test_every_clip_comes_out_equally_loud(backend):
+    """A soft tune that ends on a loud chord is not scaled by the chord's peak."""
+    plain = render(melody(80), SR)
+    loud_end = render(cat(melody(40), big_chord(6.0)), SR)
+    for w in (plain, loud_end):
+        assert rms(w) == pytest.approx(TARGET_RMS, rel=0.01)
+        assert np.abs(w).max() <= PEAK and np.isfinite(w).all()
+    assert np.abs(loud_end).max() == pytest.approx(PEAK, abs=1e-3)  # the chord is limited
+    # the tune before the chord is louder than peak scaling would have left it
+    raw = audio._soundfont_render if backend == "soundfont" else audio._builtin_render
+    mix = raw(cat(melody(40), big_chord(6.0)).assign(program=PIANO), SR)
+    peak_scaled = mix * (PEAK / np.abs(mix).max())
+    assert rms(loud_end[: 6 * SR]) > 1.5 * rms(peak_scaled[: 6 * SR])
+
+
+def test_many_overlapping_notes_do_not_clip(backend):
+    start = 0.01 * np.arange(50)
+    w = render(note_table(np.arange(40, 90), start, np.full(50, 2.0), [127] * 50), SR)
+    assert np.abs(w).max() <= PEAK and np.isfinite(w).all()
+
+
+def test_spiky_music_is_limited_at_most_max_limiting():
+    """A whisper and one short shout: reaching TARGET_RMS would lower the shout 30-fold;
+    the limiter lowers it MAX_LIMITING-fold at most."""
+    t = np.arange(8 * SR) / SR
+    x = 0.001 * np.sin(2 * np.pi * 220 * t)
+    x[6 * SR : 6 * SR + SR // 20] = 0.9 * np.sign(np.sin(2 * np.pi * 220 * t[: SR // 20]))
+    y = normalize(x, SR)
+    assert y.dtype == np.float32 and np.abs(y).max() <= PEAK
+    assert rms(y) < 0.9 * TARGET_RMS  # quieter than the target rather than squashed flat
+    gain = rms(y[: 6 * SR]) / rms(x[: 6 * SR])
+    assert gain == pytest.approx(MAX_LIMITING * PEAK / 0.9, rel=0.01)
+    with pytest.raises(RuntimeError, match="silence"):
+        normalize(np.zeros(100))
+    with pytest.raises(RuntimeError, match="non-finite"):
+        normalize(np.r_[0.5, np.inf])
+
+
+def test_the_limiter_lowers_the_gain_smoothly_and_only_near_peaks():
+    sr = 8000
+    t = np.arange(2 * sr) / sr
+    x = 0.5 * np.sin(2 * np.pi * 220 * t)
+    x[sr : sr + sr // 10] *= 4.0  # a 0.1 s burst at twice full scale
+    hold = int(0.01 * sr)
+    y = audio._limit(x, PEAK, hold)
+    assert np.abs(y).max() <= PEAK
+    sounding = np.abs(x) > 1e-3
+    gain = np.divide(y, x, out=np.ones_like(x), where=sounding)
+    assert np.abs(np.diff(gain[sounding])).max() < 0.05  # a ramp, not a kink
+    far = np.r_[: sr - 3 * hold, sr + sr // 10 + 3 * hold : 2 * sr]
+    np.testing.assert_array_equal(y[far], x[far])  # untouched away from the burst
+    assert np.abs(y[sr : sr + sr // 10]).max() > 0.95 * PEAK  # the burst stays loud
+    np.testing.assert_array_equal(audio._limit(x / 4, PEAK, hold), x / 4)
+
+
+# ----------------------------------------------------------------- keys and instruments
+
+
+def test_keys_the_piano_cannot_sound_move_by_octaves_with_a_warning():
+    pytest.importorskip("tinysoundfont")
+    sounds = audio._keys(SAMPLE_RATE, PIANO)
+    top = int(np.flatnonzero(sounds).max())
+    assert top == 108, "TimGM6mb's piano has no sample above C8"
+    high = note_table([top + 6], [0.0], [1.0], [100])
+    with pytest.warns(UserWarning, match=rf"1 note\(s\) at keys \[{top + 6}\] have no sound"):
+        w = render(high, SAMPLE_RATE)
+    freqs, mag = spectrum(w[:SAMPLE_RATE], SAMPLE_RATE)
+    assert abs(freqs[mag.argmax()] - hz(top - 6)) < 0.03 * hz(top - 6), "an octave lower"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a key that sounds is left alone, silently
+        for key in range(top - 3, top + 1):  # and really sounds (silence is an error)
+            w = render(note_table([key], [0.0], [1.0], [100]), SAMPLE_RATE)
+            freqs, mag = spectrum(w[:SAMPLE_RATE], SAMPLE_RATE)
+            assert abs(freqs[mag.argmax()] - hz(key)) < 0.03 * hz(key)
+
+
+def test_keys_above_the_builtin_synthesizers_range_move_too(monkeypatch):
+    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "builtin")
+    sr = 8000  # nothing above 0.45 * 8000 = 3600 Hz: key 106 (3729 Hz) and up
+    table = note_table([110, 60], [0.0, 1.0], [1.0, 2.0], [100, 100])
+    with pytest.warns(UserWarning, match=r"1 note\(s\) at keys \[110\]"):
+        w = render(table, sr)
+    freqs, mag = spectrum(w[:sr], sr)
+    assert abs(freqs[mag.argmax()] - hz(98)) < 3  # 110 - 12
+    assert table["pitch"].tolist() == [110, 60], "the caller's table is not changed"
+
+
+def test_chorales_play_on_the_organ_and_tables_without_a_program_on_the_piano(bach):
+    pytest.importorskip("tinysoundfont")
+    notes = next(p for p in bach if p.id == "bach/bwv66.6").notes.iloc[:24]
+    assert (notes["program"] == CHURCH_ORGAN).all()
+    organ = render(notes, SR)
+    np.testing.assert_array_equal(organ, render(notes, SR, program=CHURCH_ORGAN))
+    plain = notes.drop(columns="program")
+    piano = render(plain, SR)
+    np.testing.assert_array_equal(piano, render(notes, SR, program=PIANO))
+    assert not np.allclose(organ[: len(piano)], piano[: len(organ)], atol=0.05)
+    # an organ holds its tone, a piano's dies away
+    held = note_table([60], [0.0], [3.0], [90])
+    for program, lo, hi in ((CHURCH_ORGAN, 0.7, 1.4), (PIANO, 0.0, 0.3)):
+        x = render(held, SR, program=program)
+        sustain = rms(x[int(2.5 * SR) : int(2.9 * SR)]) / rms(x[int(0.1 * SR) : int(0.5 * SR)])
+        assert lo < sustain < hi, (program, sustain)
+
+
+def test_each_note_is_played_by_its_own_program():
+    pytest.importorskip("tinysoundfont")
+    duet = note_table([60, 67], [0.0, 0.0], [3.0, 3.0], [90, 90], program=[CHURCH_ORGAN, PIANO])
+    w = render(duet, SR)
+    freqs, early = spectrum(w[int(0.1 * SR) : int(0.6 * SR)])
+    _, late = spectrum(w[int(2.4 * SR) : int(2.9 * SR)])
+    # the organ's C4 holds; the piano's G4 fades against it
+    ratio_early = level(freqs, early, hz(67), 6) / level(freqs, early, hz(60), 6)
+    ratio_late = level(freqs, late, hz(67), 6) / level(freqs, late, hz(60), 6)
+    assert ratio_late < 0.3 * ratio_early
+
+
+# ----------------------------------------------------------------- files and the player
+
+
+def test_wav_written_and_read_back(backend, tmp_path):
+    t = note_table([64, 67], [0.0, 0.4], [0.4, 0.8], [100, 80])
+    w = render(t, SR)
+    path = write_wav(t, tmp_path / "out" / "tune.wav", SR)
+    params, pcm = read_wav(path.read_bytes())
+    assert (params.nchannels, params.sampwidth, params.framerate) == (1, 2, SR)
+    assert params.nframes == len(w) and path.read_bytes() == wav_bytes(t, SR)
     np.testing.assert_allclose(pcm / 32767, w, atol=1 / 32767)
-    # a waveform works as well as a MIDI, and gives the same bytes
+    # a waveform works as well as a note table, and gives the same bytes
     assert write_wav(w, tmp_path / "w.wav", SR).read_bytes() == path.read_bytes()
     params, frames = read_wav(wav_bytes(np.array([2.0, -2.0, 0.5]), 8000))
     assert frames.tolist() == [32767, -32767, 16384]  # clipped, not wrapped
     assert params.framerate == 8000
+    for bad in (np.array([0.0, np.nan]), np.zeros((2, 2)), np.zeros(0)):
+        with pytest.raises(ValueError, match="waveform"):
+            wav_bytes(bad, SR)
 
 
-def test_play_gives_an_audio_player(builtin):
-    player = play(midi((72, 0.0, 0.3, 100)), SR)
-    assert player.data[:4] == b"RIFF"
-    html = player._repr_html_()
-    b64 = html.split("data:audio/wav;base64,")[1].split('"')[0]
+def test_play_gives_an_audio_player(backend):
+    from IPython.display import Audio
+
+    player = play(note_table([72], [0.0], [0.3], [100]), SR)
+    assert isinstance(player, Audio) and player.data[:4] == b"RIFF"
+    b64 = player._repr_html_().split("data:audio/wav;base64,")[1].split('"')[0]
     params, frames = read_wav(base64.b64decode(b64))
     assert params.framerate == SR and np.abs(frames).max() > 1000
 
 
-def test_soundfont_lookup_honours_env(monkeypatch, tmp_path):
-    sf2 = tmp_path / "piano.sf2"
-    sf2.write_bytes(b"RIFF")
-    monkeypatch.setenv("MELODY_SOUNDFONT", str(sf2))
-    assert find_soundfont() == sf2
-    monkeypatch.setenv("MELODY_SOUNDFONT", str(tmp_path / "missing.sf2"))
-    with pytest.raises(FileNotFoundError, match="MELODY_SOUNDFONT"):
-        find_soundfont()
+def test_bad_tables_and_settings_are_errors():
+    with pytest.raises(ValueError, match="empty"):
+        render(melody().iloc[:0], SR)
+    with pytest.raises(ValueError, match="pitch, start and end"):
+        render(melody()[["pitch", "start"]], SR)
+    with pytest.raises(ValueError, match="pitch, start and end"):
+        render(np.zeros((3, 3)), SR)
+    for bad in (0, 999, 16000.0, True, 200_000):
+        with pytest.raises(ValueError, match="sample_rate"):
+            render(melody(), bad)
+
+
+def test_long_music_is_cut_to_max_seconds_with_a_warning(monkeypatch):
     monkeypatch.setenv("MELODY_AUDIO_BACKEND", "builtin")
-    assert audio_backend() == "builtin"
-
-
-def test_forcing_missing_fluidsynth_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(audio, "_fluidsynth_available", lambda: False)
-    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "fluidsynth")
-    with pytest.raises(RuntimeError, match="pyfluidsynth"):
-        audio_backend()
-    monkeypatch.setenv("MELODY_AUDIO_BACKEND", "auto")
-    assert audio_backend() == "builtin"
-
-
-def test_failing_fluidsynth_falls_back_loudly(monkeypatch):
-    pm = midi((69, 0.0, 0.5, 100))
-
-    def broken(*_args, **_kwargs):
-        raise OSError("libfluidsynth.so.3: cannot open shared object file")
-
-    monkeypatch.setattr(pm, "fluidsynth", broken)
-    with pytest.warns(RuntimeWarning, match="built-in synthesizer"):
-        w = render(pm, SR, backend="fluidsynth")
-    assert np.abs(w).max() > 0
-
-
-def test_fluidsynth_output_is_loudness_normalized_too(monkeypatch):
-    """The FluidSynth path's waveform (a stand-in here) gets the same RMS and limiter."""
-    monkeypatch.setattr(audio, "find_soundfont", lambda: "piano.sf2")
-    pm = midi((69, 0.0, 1.0, 100))
-    t = np.arange(2 * SR) / SR
-    synth = 0.02 * np.sin(2 * np.pi * 440 * t)
-    synth[-SR // 4 :] *= 40  # soft, then a loud ending
-    monkeypatch.setattr(pm, "fluidsynth", lambda fs, synthesizer: synth.copy())
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)  # no fallback to the built-in one
-        w = render(pm, SR, backend="fluidsynth")
-    assert len(w) == len(synth)  # FluidSynth's waveform, not the built-in synthesizer's
-    assert rms(w) == pytest.approx(TARGET_RMS, rel=0.1) and np.abs(w).max() <= PEAK
-
-
-@pytest.mark.parametrize(("bad", "why"), [(np.zeros(SR), "silence"), (np.full(SR, np.nan), "NaN")])
-def test_silent_or_nan_fluidsynth_falls_back_with_the_reason(monkeypatch, bad, why):
-    monkeypatch.setattr(audio, "find_soundfont", lambda: "piano.sf2")
-    pm = midi((69, 0.0, 0.5, 100))
-    monkeypatch.setattr(pm, "fluidsynth", lambda fs, synthesizer: bad.copy())
-    with pytest.warns(RuntimeWarning, match=f"{why}.*built-in synthesizer"):
-        w = render(pm, SR, backend="fluidsynth")
-    assert rms(w) == pytest.approx(TARGET_RMS, rel=0.01)
-
-
-@pytest.mark.skipif(not audio._fluidsynth_available(), reason="FluidSynth is not installed")
-def test_fluidsynth_renders_a_piano(monkeypatch):
-    """Where FluidSynth and a SoundFont are installed, they are what plays."""
-    monkeypatch.delenv("MELODY_AUDIO_BACKEND", raising=False)
-    assert audio_backend() == "fluidsynth"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)  # a fallback would warn
-        w = render(midi((69, 0.0, 1.0, 100)), 22050)
-        tune = render(midi(*melody(40), *big_chord(6.0)), 22050)
-    assert w.dtype == np.float32 and np.isfinite(w).all() and 0 < np.abs(w).max() <= PEAK
-    freqs, mag = spectrum(w[:22050], 22050)
-    assert level(freqs, mag, 440) > 5 * level(freqs, mag, 466.16)
-    assert rms(tune) == pytest.approx(TARGET_RMS, rel=0.1) and np.abs(tune).max() <= PEAK
-
-
-def test_long_music_is_cut_to_max_seconds_with_a_warning(builtin):
-    """A primer with a 600-second gap once rendered 13 M samples."""
-    pm = pretty_midi.PrettyMIDI()
-    inst = pretty_midi.Instrument(0)
-    inst.notes += [
-        pretty_midi.Note(80, 60, 0.0, 0.5),
-        pretty_midi.Note(80, 64, 600.0, 600.5),  # ten minutes later
-    ]
-    pm.instruments.append(inst)
+    t = note_table([60, 64], [0.0, 600.0], [0.5, 600.5], [80, 80])  # ten minutes apart
     with pytest.warns(UserWarning, match="lasts 600 s; only its first 20 s"):
-        wave_ = render(pm, 8000, max_seconds=20)
-    assert len(wave_) <= 8000 * 21
-    assert len(render(pm, 8000, max_seconds=700)) > 8000 * 600  # under the cap: all of it
-    assert len(pm.instruments[0].notes) == 2, "the caller's MIDI is not changed"
-    with pytest.raises(ValueError, match="max_seconds"):
-        render(pm, 8000, max_seconds=0)
+        w = render(t, 8000, max_seconds=20)
+    assert len(w) <= 8000 * 21
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(render(t, 8000, max_seconds=700)) > 8000 * 600  # under the cap: all of it
+    assert t["end"].tolist() == [0.5, 600.5], "the caller's table is not changed"
+    for bad in (0, -1.0, float("nan"), float("inf"), "20"):
+        with pytest.raises(ValueError, match="max_seconds"):
+            render(t, 8000, max_seconds=bad)

@@ -7,6 +7,8 @@ kernelspec that JupyterLab keeps as it is (so opening a notebook does not dirty 
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import re
 from pathlib import Path
@@ -33,6 +35,62 @@ def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 5
 
 
+def test_every_notebook_has_its_solutions_and_nothing_else():
+    main = sorted(p.stem for p in NOTEBOOKS if p.parent.name == "notebooks")
+    solutions = sorted(p.stem for p in NOTEBOOKS if p.parent.name == "solutions")
+    assert len(main) >= 6 and solutions == [f"{m}_solutions" for m in main]
+    assert len(NOTEBOOKS) == len(main) + len(solutions)  # nothing in another folder
+
+
+#: Modules the package had before and no longer has; a notebook naming one is stale.
+REMOVED = re.compile(r"melody_utils\.(corpus|checkpoint|fileio|pipeline|research)\b")
+
+
+def code_cells(nb: dict):
+    """``(index, source)`` of each code cell, IPython magics and shell lines left out."""
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            lines = "".join(cell["source"]).splitlines()
+            yield i, "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_import_only_what_the_package_has(path):
+    """Every ``from melody_utils... import name`` names a module and attribute that exist:
+    a stale notebook fails here, before nbval runs it."""
+    missing = []
+    for i, source in code_cells(load(path)):
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                modules = [(a.name, []) for a in node.names if a.name.startswith("melody_utils")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "melody_utils"
+            ):
+                modules = [(node.module, [a.name for a in node.names])]
+            else:
+                continue
+            for module, names in modules:
+                try:
+                    found = importlib.import_module(module)
+                except ImportError:
+                    missing.append((i, module))
+                    continue
+                missing += [(i, f"{module}.{n}") for n in names if not hasattr(found, n)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_removed_module_is_named(path):
+    nb = load(path)
+    named = [
+        (i, m.group(0))
+        for i, c in enumerate(nb["cells"])
+        if (m := REMOVED.search("".join(c["source"])))
+    ]
+    named += [(i, m.group(0)) for i, _, text in outputs_text(nb) if (m := REMOVED.search(text))]
+    assert named == []
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_kernelspec_is_what_jupyterlab_writes(path):
     spec = KernelSpecManager().get_kernel_spec("python3")
@@ -57,6 +115,14 @@ def test_executed_top_to_bottom_without_errors(path):
 def test_outputs_hold_no_machine_paths_or_addresses(path):
     leaks = [(i, m.group(0)) for i, _, text in outputs_text(load(path)) if (m := LEAK.search(text))]
     assert leaks == []
+    folders = re.compile(r"(?<![\w.])/(?:tmp|work|home|root|Users)/")
+    html = [
+        (i, m.group(0))
+        for i, cell in enumerate(load(path)["cells"])
+        for out in cell.get("outputs", [])
+        if (m := folders.search("".join(out.get("data", {}).get("text/html", ""))))
+    ]
+    assert html == []
 
 
 def has_output(nb: dict, predicate) -> bool:

@@ -1,4 +1,5 @@
-"""Tests of melody_utils.plots: the drawings must show the right notes in the right place."""
+"""The piano roll and note names: the drawing must show the right notes in the right place
+and colour."""
 
 from __future__ import annotations
 
@@ -12,12 +13,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from melody_utils.plots import (  # noqa: E402
-    note_name,
-    plot_feature_distributions,
-    plot_piano_roll,
-    plot_window,
-)
+from melody_utils.notes import note_table  # noqa: E402
+from melody_utils.plots import CHORALE_VOICES, NOTE_NAMES, note_name, plot_piano_roll  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -26,85 +23,69 @@ def _close_figures():
     plt.close("all")
 
 
-def _table(n: int) -> pd.DataFrame:
+def scale(n: int, velocity=64) -> pd.DataFrame:
     start = np.arange(n) * 0.5
-    return pd.DataFrame(
-        {
-            "pitch": 60 + (np.arange(n) * 5) % 17,
-            "start": start,
-            "end": start + 0.4,
-            "step": np.r_[0.0, np.full(n - 1, 0.5)],
-            "duration": np.full(n, 0.4),
-            "velocity": np.full(n, 64),
-        }
-    )
+    return note_table(60 + (np.arange(n) * 5) % 17, start, start + 0.4, np.full(n, velocity))
 
 
-def test_note_name():
-    assert note_name(60) == "C4"
-    assert note_name(69) == "A4"
-    assert note_name(0) == "C-1"
-    with pytest.raises(ValueError, match="0..127"):
-        note_name(128)
+@pytest.mark.parametrize(
+    "pitch, name",
+    [(60, "C4"), (69, "A4"), (0, "C-1"), (127, "G9"), (61, "C#4"), (59, "B3"), (21, "A0")],
+)
+def test_note_name(pitch, name):
+    assert note_name(pitch) == name
+    assert note_name(np.int64(pitch)) == name
 
 
-def test_piano_roll_draws_one_rectangle_per_note():
-    notes = _table(10)
-    ax = plot_piano_roll(notes, split_at=6)
-    (notes_drawn,) = ax.collections  # one collection of rectangles, one per note
-    assert len(notes_drawn.get_paths()) == 10
-    rgb = [tuple(c[:3]) for c in notes_drawn.get_facecolor()]
-    assert rgb.count(to_rgba("tab:orange")[:3]) == 4
+def test_note_name_rejects_keys_outside_midi():
+    for bad in (128, -1):
+        with pytest.raises(ValueError, match="0..127"):
+            note_name(bad)
+    assert len(NOTE_NAMES) == 12 and NOTE_NAMES[0] == "C"
 
 
-def test_plot_window_marks_inputs_target_and_context():
-    notes = _table(40)
-    roll, seq = plot_window(notes, start=3, seq_len=32, context=2)
-    # piano roll: 32 inputs + 1 target + 2 later notes, each one rectangle
-    assert len(roll.patches) == 35
-    colours = [p.get_facecolor()[:3] for p in roll.patches]
-    assert colours.count(to_rgba("tab:blue")[:3]) == 32
-    assert colours.count(to_rgba("tab:red")[:3]) == 1
-    red = next(p for p in roll.patches if p.get_facecolor()[:3] == to_rgba("tab:red")[:3])
-    assert red.get_x() == pytest.approx(notes["start"].iloc[35])
-    assert red.get_y() == pytest.approx(notes["pitch"].iloc[35] - 0.4)
-    # sequence view: the target star sits at row 35 and its pitch
-    offsets = [c.get_offsets() for c in seq.collections]
-    inputs, target, later = offsets
-    assert inputs[:, 0].tolist() == list(range(3, 35))
-    assert inputs[:, 1].tolist() == notes["pitch"].iloc[3:35].tolist()
-    assert target.tolist() == [[35, notes["pitch"].iloc[35]]]
-    assert later[:, 0].tolist() == [36, 37]
-    labels = [t.get_text() for t in seq.get_legend().get_texts()]
-    assert labels[1] == f"target: row 35, {note_name(int(notes['pitch'].iloc[35]))}"
+def test_piano_roll_draws_one_rectangle_per_note_where_it_sounds():
+    notes = scale(10)
+    ax = plot_piano_roll(notes, title="ten notes")
+    (drawn,) = ax.collections  # one collection of rectangles, one per note
+    paths = drawn.get_paths()
+    assert len(paths) == 10
+    for path, (_, row) in zip(paths, notes.iterrows(), strict=True):
+        (x0, y0), (x1, y1) = path.get_extents().get_points()
+        assert (x0, x1) == pytest.approx((row["start"], row["end"]))
+        assert (y0 + y1) / 2 == pytest.approx(row["pitch"])
+    assert ax.get_xlim() == pytest.approx((0.0, notes["end"].max()))
+    lo, hi = ax.get_ylim()
+    assert lo < notes["pitch"].min() and hi > notes["pitch"].max()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["C4", "G4", "C5"]
+    assert ax.get_title() == "ten notes" and ax.get_xlabel() == "time (s)"
+    assert ax.get_legend() is None and not ax.lines  # no split: one colour, no marker
+    rgb = {tuple(c[:3]) for c in drawn.get_facecolor()}
+    assert rgb == {to_rgba("tab:blue")[:3]}
 
 
-def test_plot_window_needs_room_for_the_target():
-    with pytest.raises(ValueError, match="needs 33 notes"):
-        plot_window(_table(32), start=0, seq_len=32)
-    with pytest.raises(ValueError, match="columns"):
-        plot_window(pd.DataFrame({"pitch": [60] * 40}))
+def test_split_at_colours_the_continuation_and_marks_where_it_starts():
+    notes = scale(10)
+    ax = plot_piano_roll(notes, split_at=6, labels=("given", "made up"))
+    faces = ax.collections[0].get_facecolor()
+    rgb = [tuple(c[:3]) for c in faces]
+    assert rgb == [to_rgba("tab:blue")[:3]] * 6 + [to_rgba("tab:orange")[:3]] * 4
+    (line,) = ax.lines
+    assert line.get_xdata()[0] == pytest.approx(notes["start"].iloc[6])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["given", "made up"]
+    for k in (0, 10):  # nothing before, or nothing after: no marker
+        assert not plot_piano_roll(notes, split_at=k).lines
 
 
-def test_feature_distributions_counts_every_note():
-    notes = _table(50)
-    axes = plot_feature_distributions(notes, xlabels={"step": "step (s)"})
-    assert len(axes) == 4
-    titles = [ax.get_title() for ax in axes]
-    assert titles[0].startswith("pitch (skew ")
-    assert titles[3] == "velocity: constant = 64"
-    assert axes[1].get_xlabel() == "step (s)"
-    # every note lands in exactly one bar of each histogram
-    for ax in axes:
-        assert sum(p.get_height() for p in ax.patches) == pytest.approx(len(notes))
+def test_velocity_is_opacity():
+    notes = scale(3).assign(velocity=[1, 64, 127])
+    alpha = plot_piano_roll(notes).collections[0].get_facecolor()[:, 3]
+    assert alpha[0] < alpha[1] < alpha[2] == pytest.approx(1.0)
+    no_velocity = notes.drop(columns="velocity")
+    assert len(plot_piano_roll(no_velocity).collections[0].get_paths()) == 3
 
 
-def test_feature_distributions_rejects_missing_columns():
-    with pytest.raises(ValueError, match="lack the columns"):
-        plot_feature_distributions(_table(5)[["pitch"]])
-
-
-def test_piano_roll_colours_each_part(bach):
+def test_piano_roll_colours_each_voice_of_a_chorale(bach):
     notes = next(p for p in bach if p.id == "bach/bwv66.6").notes.iloc[:60]
     ax = plot_piano_roll(notes, color_by="part")
     faces = ax.collections[0].get_facecolors()
@@ -112,6 +93,27 @@ def test_piano_roll_colours_each_part(bach):
     for i, part in enumerate(notes["part"]):
         np.testing.assert_allclose(faces[i][:3], palette(int(part))[:3])
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["soprano", "alto", "tenor", "bass"]
-    with pytest.raises(ValueError, match="part"):
-        plot_piano_roll(notes.drop(columns="part"), color_by="part")
+    assert labels == list(CHORALE_VOICES) == ["soprano", "alto", "tenor", "bass"]
+    # other tables name their parts by number
+    tracks = scale(6).assign(part=[0, 2, 0, 2, 5, 5])
+    labels = [
+        t.get_text() for t in plot_piano_roll(tracks, color_by="part").get_legend().get_texts()
+    ]
+    assert labels == ["part 0", "part 2", "part 5"]
+
+
+def test_piano_roll_draws_into_a_given_axes_and_copes_with_no_notes():
+    fig, (a, b) = plt.subplots(1, 2)
+    assert plot_piano_roll(scale(4), ax=b) is b
+    assert not a.collections and len(b.collections) == 1
+    empty = plot_piano_roll(scale(4).iloc[:0])
+    assert len(empty.collections[0].get_paths()) == 0
+
+
+def test_piano_roll_rejects_bad_tables():
+    with pytest.raises(ValueError, match="pitch, start and end"):
+        plot_piano_roll(pd.DataFrame({"pitch": [60]}))
+    with pytest.raises(ValueError, match="color_by"):
+        plot_piano_roll(scale(4), color_by="part")  # no part column
+    with pytest.raises(ValueError, match="color_by"):
+        plot_piano_roll(scale(4).assign(part=0), color_by="velocity")

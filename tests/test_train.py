@@ -1,10 +1,12 @@
-"""Training: objectives, transposition, the loop, resume, checkpoints and their safety."""
+"""melody_utils.train: the recipe (objectives, transposition, schedule, decay groups), the loop
+and its resume, the card's metrics, and checkpoints with their failure modes, on the real
+chorales and tiny models."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
 import stat
 from dataclasses import replace
 
@@ -14,35 +16,42 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from melody_utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from melody_utils.data import Normalizer, make_windows
-from melody_utils.model import MelodyLSTM, ModelConfig
+from melody_utils.data import Normalizer, load_corpus, make_windows, prepare
+from melody_utils.model import MelodyLSTM, ModelConfig, build_model
 from melody_utils.train import (
+    PRETRAINED,
     PROFILES,
+    CheckpointError,
     TrainConfig,
-    _lr_lambda,
+    checkpoint_files,
     evaluate,
+    load_checkpoint,
+    lr_lambda,
     objective_loss,
     parameter_groups,
+    read_metadata,
+    results_table,
+    save_checkpoint,
     train,
     transpose_batch,
 )
 
+TINY = ModelConfig(embed_dim=8, hidden_size=32, num_layers=2)
 CFG = TrainConfig(
     steps=18,
     batch_size=32,
     warmup_steps=2,
     eval_every=6,
-    lr=3e-3,
     train_eval_windows=64,
     eval_batch_size=256,
 )
-TIMING = {"seconds", "windows_per_s", "eval_seconds"}
+TIMING = ["seconds", "windows_per_s", "eval_seconds"]
+META = {"source": "bach", "split_seed": 0, "data_fingerprint": "abc", "limit": 20}
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread(one_torch_thread):
-    """Small models: one torch thread (see conftest.one_torch_thread)."""
+    """Small models: one torch thread."""
 
 
 @pytest.fixture(scope="module")
@@ -56,64 +65,99 @@ def small(bach_splits):
     )
 
 
-def fresh(seed=0, **sizes):
-    torch.manual_seed(seed)
-    return MelodyLSTM(ModelConfig(hidden_size=64, num_layers=2, embed_dim=16, **sizes))
+def fresh(seed: int = 0, config: ModelConfig = TINY) -> MelodyLSTM:
+    return build_model(config, seed)
 
 
-# ----------------------------------------------------------------- objectives
+def quiet(model, tw, vw, config=CFG, **kw):
+    return train(model, tw, vw, config, device="cpu", progress=False, **kw)
 
 
-def test_all_steps_loss_targets_are_the_inputs_shifted_by_one(small):
-    _, tw, _ = small
-    model = fresh().eval()
-    pitch, cont = tw.gather(torch.arange(0, 200, 9))
-    cfg = replace(CFG, objective="all", first_position=5)
-    loss, ce, mse = objective_loss(model, pitch, cont, cfg)
-    with torch.no_grad():  # by hand: the output at step t predicts note t + 1
-        x = torch.cat([model.embedding(pitch[:, :-1]), cont[:, :-1]], dim=-1)
-        h = model.norm(model.lstm(x)[0])  # (B, 32, H)
-        ces, mses = [], []
-        for t in range(5, 32):
-            ces.append(F.cross_entropy(model.pitch_head(h[:, t]), pitch[:, t + 1]))
-            mses.append(F.mse_loss(model.cont_head(h[:, t]), cont[:, t + 1]))
-    torch.testing.assert_close(ce, torch.stack(ces).mean())
-    torch.testing.assert_close(mse, torch.stack(mses).mean())
-    torch.testing.assert_close(loss, ce + cfg.cont_weight * mse)
+# --------------------------------------------------------------------------- the recipe
 
 
-def test_all_steps_from_position_31_is_the_last_step_loss_exactly(small):
-    _, tw, _ = small
-    model = fresh().eval()
-    pitch, cont = tw.gather(torch.arange(40))
-    last = objective_loss(model, pitch, cont, replace(CFG, objective="last"))
-    only31 = objective_loss(model, pitch, cont, replace(CFG, objective="all", first_position=31))
-    for a, b in zip(last, only31, strict=True):
-        assert torch.equal(a, b)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"steps": 0},
+        {"steps": 2.5},
+        {"batch_size": True},
+        {"lr": float("nan")},
+        {"lr": -1e-3},
+        {"min_lr_ratio": 1.5},
+        {"warmup_steps": -1},
+        {"objective": "every"},
+        {"decay": "some"},
+        {"precision": "fp16"},
+        {"patience": 0},
+        {"grad_clip": 0},
+        {"eval_every": 0},
+        {"transpose_min": 2},
+        {"transpose_max": -1},
+        {"first_position": -1},
+        {"cont_weight": "1"},
+    ],
+)
+def test_bad_train_configs_are_value_errors(bad):
+    with pytest.raises(ValueError, match="TrainConfig"):
+        replace(CFG, **bad)
 
 
-def test_all_steps_beats_the_last_step_at_equal_steps(bach_splits):
-    """A short real-corpus run: 31 signals per window learn faster than one."""
-    norm = Normalizer.fit(bach_splits["train"])
-    tw = make_windows(bach_splits["train"][:60], norm)
-    vw = make_windows(bach_splits["val"][:8], norm)
-    nll = {}
-    for objective in ("last", "all"):
-        cfg = replace(
-            CFG,
-            steps=80,
-            eval_every=80,
-            objective=objective,
-            first_position=1,
-            transpose_min=0,
-            transpose_max=0,
-        )
-        res = train(fresh(), tw, vw, cfg, device="cpu", progress=False)
-        nll[objective] = float(res.history["val_pitch_loss"].iloc[-1])
-    assert nll["all"] < nll["last"] - 0.1, nll
+def test_profiles_are_valid_and_the_default_is_the_documented_recipe():
+    assert PROFILES["default"] == TrainConfig()
+    d = PROFILES["default"]
+    assert d.objective == "all" and d.decay == "weights" and d.first_position == 8
+    assert (d.transpose_min, d.transpose_max) == (-6, 5)
+    card = PROFILES["card"]
+    assert card.objective == "last" and (card.transpose_min, card.transpose_max) == (0, 0)
+    assert PROFILES["fast"].steps < 20 and PROFILES["long"].steps > d.steps
+    assert TrainConfig.from_dict(card.to_dict()) == card
 
 
-# ----------------------------------------------------------------- transposition
+def test_lr_lambda_warms_up_then_decays_by_a_cosine_to_its_floor():
+    f = lr_lambda(10, 110, 0.05)
+    warm = [f(s) for s in range(10)]
+    assert warm == pytest.approx([(s + 1) / 10 for s in range(10)])  # linear, reaching 1
+    assert f(10) == pytest.approx(1.0)  # the cosine starts at the peak
+    assert f(60) == pytest.approx(0.05 + 0.95 * 0.5)  # half way: half way down
+    assert f(35) == pytest.approx(0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert f(110) == pytest.approx(0.05) and f(500) == pytest.approx(0.05)  # the floor
+    decay = [f(s) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))
+    g = lr_lambda(0, 100, 0.0)  # no warm-up, decay to 0
+    assert g(0) == pytest.approx(1.0) and g(100) == pytest.approx(0.0)
+
+
+def test_the_learning_rate_of_each_history_row_follows_the_schedule(small):
+    norm, tw, vw = small
+    result = quiet(fresh(), tw, vw)
+    schedule = lr_lambda(CFG.warmup_steps, CFG.steps, CFG.min_lr_ratio)
+    expected = [CFG.lr * schedule(step) for step in result.history["step"]]
+    np.testing.assert_allclose(result.history["lr"], expected, rtol=1e-9)
+
+
+def test_weight_decay_spares_embedding_biases_and_layernorm():
+    model = fresh()
+    decayed, exempt = parameter_groups(model, 0.1, "weights")
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decayed["weight_decay"] == 0.1 and exempt["weight_decay"] == 0.0
+    want = sorted(
+        n for n, p in model.named_parameters() if p.dim() == 2 and not n.startswith("embedding")
+    )
+    assert sorted(names[id(p)] for p in decayed["params"]) == want
+    assert {"embedding.weight", "norm.weight", "norm.bias", "lstm.bias_ih_l0"} <= {
+        names[id(p)] for p in exempt["params"]
+    }
+    assert len(decayed["params"]) + len(exempt["params"]) == len(list(model.parameters()))
+    (everything,) = parameter_groups(model, 0.1, "all")
+    assert len(everything["params"]) == len(list(model.parameters()))
+    assert everything["weight_decay"] == 0.1
+    # without an embedding (one-hot input) every 2-D weight decays
+    onehot = fresh(config=replace(TINY, pitch_input="onehot"))
+    decayed, exempt = parameter_groups(onehot, 0.1, "weights")
+    assert all(p.dim() == 2 for p in decayed["params"]) and all(
+        p.dim() == 1 for p in exempt["params"]
+    )
 
 
 def test_transposition_shifts_pitches_only_and_stays_in_range():
@@ -121,9 +165,9 @@ def test_transposition_shifts_pitches_only_and_stays_in_range():
     pitch = torch.stack(
         [
             torch.full((33,), 60),  # room both ways
-            torch.tensor([0] * 16 + [10] * 17),  # at the bottom: only upward shifts
-            torch.tensor([127] * 16 + [120] * 17),  # at the top: only downward shifts
-            torch.tensor([0] * 16 + [127] * 17),  # spans everything: no shift possible
+            torch.tensor([0] * 16 + [10] * 17),  # at the bottom: only upward
+            torch.tensor([127] * 16 + [120] * 17),  # at the top: only downward
+            torch.tensor([0] * 16 + [127] * 17),  # spans everything: no shift
         ]
     ).repeat(50, 1)
     shifted, shifts = transpose_batch(pitch, -6, 5, g)
@@ -134,156 +178,85 @@ def test_transposition_shifts_pitches_only_and_stays_in_range():
     assert shifts[kind == 1].min() >= 0 and shifts[kind == 1].max() == 5
     assert shifts[kind == 2].max() <= 0 and shifts[kind == 2].min() == -6
     assert (shifts[kind == 3] == 0).all()
-    # same seed, same shifts
-    again = transpose_batch(pitch, -6, 5, torch.Generator().manual_seed(0))[1]
-    assert torch.equal(again, shifts)
+    assert torch.equal(transpose_batch(pitch, -6, 5, torch.Generator().manual_seed(0))[1], shifts)
 
 
-def test_validation_is_never_transposed(small):
-    """The validation loss in the history is evaluate() on the untransposed windows."""
-    norm, tw, vw = small
-    model = fresh()
-    res = train(model, tw, vw, replace(CFG, steps=6, eval_every=6), device="cpu", progress=False)
-    assert res.history["val_loss"].iloc[-1] == pytest.approx(evaluate(model, vw)["loss"], rel=1e-6)
-    assert (CFG.transpose_min, CFG.transpose_max) == (-6, 5)
+# --------------------------------------------------------------------------- objectives
 
 
-# ----------------------------------------------------------------- the loop
+def test_all_objective_is_every_output_from_first_position_by_hand(small):
+    _, tw, _ = small
+    model = fresh().eval()
+    pitch, cont = tw.gather(torch.arange(0, 200, 9))
+    cfg = replace(CFG, objective="all", first_position=5, cont_weight=0.5)
+    loss, ce, mse = objective_loss(model, pitch, cont, cfg)
+    with torch.no_grad():  # the output at step t predicts note t + 1
+        x = torch.cat([model.embedding(pitch[:, :-1]), cont[:, :-1]], dim=-1)
+        h = model.norm(model.lstm(x)[0])
+        ces = [F.cross_entropy(model.pitch_head(h[:, t]), pitch[:, t + 1]) for t in range(5, 32)]
+        mses = [F.mse_loss(model.cont_head(h[:, t]), cont[:, t + 1]) for t in range(5, 32)]
+    torch.testing.assert_close(ce, torch.stack(ces).mean())
+    torch.testing.assert_close(mse, torch.stack(mses).mean())
+    torch.testing.assert_close(loss, ce + 0.5 * mse)
 
 
-def test_loss_decreases_on_real_data(small):
+def test_last_objective_is_the_prediction_after_the_full_window(small):
+    _, tw, _ = small
+    model = fresh().eval()
+    pitch, cont = tw.gather(torch.arange(40))
+    last = objective_loss(model, pitch, cont, replace(CFG, objective="last"))
+    with torch.no_grad():
+        logits, pred = model(pitch[:, :-1], cont[:, :-1])
+    torch.testing.assert_close(last[1], F.cross_entropy(logits, pitch[:, -1]))
+    torch.testing.assert_close(last[2], F.mse_loss(pred, cont[:, -1]))
+    only31 = objective_loss(model, pitch, cont, replace(CFG, objective="all", first_position=31))
+    for a, b in zip(last, only31, strict=True):
+        assert torch.equal(a, b)
+    every = objective_loss(model, pitch, cont, replace(CFG, objective="all", first_position=0))
+    assert not torch.equal(every[1], last[1])
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def test_a_short_real_run_lowers_the_loss_and_keeps_its_best_weights(small):
     norm, tw, vw = small
     model = fresh()
     before = evaluate(model, vw)
-    result = train(
-        model, tw, vw, replace(CFG, steps=60, eval_every=20, lr=5e-3), device="cpu", progress=False
-    )
+    result = quiet(model, tw, vw, replace(CFG, steps=60, eval_every=20, lr=5e-3))
     hist = result.history
+    assert hist["step"].tolist() == [20, 40, 60]
     assert hist["train_pitch_loss"].iloc[-1] < hist["train_pitch_loss"].iloc[0]
     assert result.best_val_loss < before["loss"] - 0.5
     assert set(hist.columns) >= {
         "step",
         "epoch",
+        "lr",
+        "train_loss",
         "train_pitch_loss",
         "train_cont_loss",
         "train_eval_pitch_nll",
+        "val_loss",
         "val_pitch_loss",
         "val_cont_loss",
         "val_pitch_top1",
         "val_pitch_top5",
-        "lr",
-        "seconds",
+        *TIMING,
     }
-    assert hist["step"].tolist() == [20, 40, 60]
-    # the model ends with its best validation weights
-    assert evaluate(model, vw)["loss"] == pytest.approx(result.best_val_loss, rel=1e-5)
+    assert hist["epoch"].iloc[-1] == pytest.approx(60 * 32 / len(tw))
+    assert result.best_step == int(hist.loc[hist["val_loss"].idxmin(), "step"])
+    assert not model.training and not result.stopped_early and result.device == "cpu"
+    assert result.train_seconds > 0
+    # the model ends with the weights of its best validation loss, scored untransposed
+    assert evaluate(model, vw)["loss"] == pytest.approx(result.best_val_loss, rel=1e-6)
 
 
-@pytest.mark.parametrize("stop", [8, 12], ids=["between-evaluations", "at-an-evaluation"])
-def test_resume_equals_an_uninterrupted_run(small, tmp_path, stop):
+def test_patience_stops_a_run_that_does_not_improve(small):
     norm, tw, vw = small
-    a = fresh()
-    train(a, tw, vw, CFG, out_dir=tmp_path / "a", normalizer=norm, progress=False, device="cpu")
-    b = fresh()
-    train(
-        b,
-        tw,
-        vw,
-        CFG,
-        out_dir=tmp_path / "b",
-        normalizer=norm,
-        progress=False,
-        device="cpu",
-        stop_after_steps=stop,
-    )
-    c = fresh(seed=99)  # different init: everything must come from last.pt
-    res = train(
-        c,
-        tw,
-        vw,
-        CFG,
-        out_dir=tmp_path / "b",
-        normalizer=norm,
-        progress=False,
-        device="cpu",
-        resume=True,
-    )
-    assert res.history["step"].tolist() == [6, 12, 18]
-    for (k, va), vc in zip(a.state_dict().items(), c.state_dict().values(), strict=True):
-        assert torch.equal(va, vc), k
-    ha = pd.read_csv(tmp_path / "a" / "history.csv").drop(columns=list(TIMING))
-    hb = pd.read_csv(tmp_path / "b" / "history.csv").drop(columns=list(TIMING))
-    pd.testing.assert_frame_equal(ha, hb)
-
-
-def test_resume_needs_last_checkpoint(small, tmp_path):
-    norm, tw, vw = small
-    with pytest.raises(FileNotFoundError, match="last.pt"):
-        train(fresh(), tw, vw, CFG, out_dir=tmp_path, normalizer=norm, resume=True, progress=False)
-
-
-def test_resume_with_other_settings_names_them(small, tmp_path):
-    norm, tw, vw = small
-    meta = {"source": "bach", "split_seed": 0}
-    train(
-        fresh(),
-        tw,
-        vw,
-        CFG,
-        out_dir=tmp_path,
-        normalizer=norm,
-        progress=False,
-        device="cpu",
-        stop_after_steps=6,
-        metadata=meta,
-    )
-    with pytest.raises(ValueError, match=r"lr=0.003 there, 0.001 now"):
-        train(
-            fresh(),
-            tw,
-            vw,
-            replace(CFG, lr=1e-3),
-            out_dir=tmp_path,
-            normalizer=norm,
-            resume=True,
-            progress=False,
-            metadata=meta,
-        )
-    with pytest.raises(ValueError, match=r"split_seed=0 there, 1 now"):
-        train(
-            fresh(),
-            tw,
-            vw,
-            CFG,
-            out_dir=tmp_path,
-            normalizer=norm,
-            resume=True,
-            progress=False,
-            metadata={**meta, "split_seed": 1},
-        )
-
-
-def test_learning_rate_follows_warmup_then_cosine(small):
-    norm, tw, vw = small
-    result = train(fresh(), tw, vw, CFG, device="cpu", progress=False)
-    schedule = _lr_lambda(CFG.warmup_steps, CFG.steps, CFG.min_lr_ratio)
-    expected = [CFG.lr * schedule(step) for step in result.history["step"]]
-    np.testing.assert_allclose(result.history["lr"], expected, rtol=1e-9)
-    assert result.history["lr"].iloc[0] > result.history["lr"].iloc[-1]
-
-
-def test_weight_decay_spares_embedding_biases_and_layernorm():
-    model = fresh()
-    decayed, exempt = parameter_groups(model, 0.1, "weights")
-    names = {id(p): n for n, p in model.named_parameters()}
-    assert decayed["weight_decay"] == 0.1 and exempt["weight_decay"] == 0.0
-    assert sorted(names[id(p)] for p in decayed["params"]) == sorted(
-        n for n, p in model.named_parameters() if p.dim() == 2 and not n.startswith("embedding")
-    )
-    assert "embedding.weight" in {names[id(p)] for p in exempt["params"]}
-    assert "norm.weight" in {names[id(p)] for p in exempt["params"]}
-    (everything,) = parameter_groups(model, 0.1, "all")
-    assert len(everything["params"]) == len(list(model.parameters()))
+    cfg = replace(CFG, steps=40, eval_every=4, lr=0.0, patience=2)  # lr 0: nothing changes
+    result = quiet(fresh(), tw, vw, cfg)
+    assert result.stopped_early
+    assert result.history["step"].tolist() == [4, 8, 12] and result.best_step == 4
 
 
 def test_an_exempt_embedding_keeps_unseen_rows_exactly(small):
@@ -291,16 +264,96 @@ def test_an_exempt_embedding_keeps_unseen_rows_exactly(small):
     norm, tw, vw = small
     model = fresh()
     start = model.embedding.weight.detach().clone()
-    train(
-        model, tw, vw, replace(CFG, transpose_min=0, transpose_max=0), device="cpu", progress=False
-    )
+    quiet(model, tw, vw, replace(CFG, transpose_min=0, transpose_max=0))
     unseen = torch.ones(128, dtype=torch.bool)
     unseen[tw.pitch.long().unique()] = False
     assert torch.equal(model.embedding.weight[unseen], start[unseen])
     assert not torch.equal(model.embedding.weight[~unseen], start[~unseen])
 
 
-def test_top1_and_top5_are_computed_from_the_ranked_logits(small):
+RESUME_CFG = replace(CFG, steps=12, eval_every=4)
+
+
+@pytest.mark.parametrize("stop", [6, 8], ids=["between-evaluations", "at-an-evaluation"])
+def test_resume_from_last_pt_equals_an_uninterrupted_run(small, tmp_path, stop):
+    norm, tw, vw = small
+    a = fresh()
+    quiet(a, tw, vw, RESUME_CFG, out_dir=tmp_path / "a", normalizer=norm, metadata=META)
+    b = fresh()
+    quiet(
+        b, tw, vw, RESUME_CFG, out_dir=tmp_path / "b", normalizer=norm, metadata=META,
+        stop_after_steps=stop,
+    )  # fmt: skip
+    assert (tmp_path / "b" / "last.pt").is_file()
+    assert len(pd.read_csv(tmp_path / "b" / "history.csv")) == stop // 4
+    torch.manual_seed(12345)  # the global RNG too must come from last.pt
+    c = fresh(seed=99)  # another start: every weight must come from last.pt
+    res = quiet(
+        c, tw, vw, RESUME_CFG, out_dir=tmp_path / "b", normalizer=norm, metadata=META, resume=True
+    )
+    assert res.history["step"].tolist() == [4, 8, 12]
+    for (k, va), vc in zip(a.state_dict().items(), c.state_dict().values(), strict=True):
+        assert torch.equal(va, vc), k
+    ha = pd.read_csv(tmp_path / "a" / "history.csv").drop(columns=TIMING)
+    hb = pd.read_csv(tmp_path / "b" / "history.csv").drop(columns=TIMING)
+    pd.testing.assert_frame_equal(ha, hb, check_exact=True)
+    best_a, _, meta_a = load_checkpoint(tmp_path / "a" / "best")
+    best_b, _, meta_b = load_checkpoint(tmp_path / "b" / "best")
+    for (k, va), vb in zip(best_a.state_dict().items(), best_b.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert meta_a["step"] == meta_b["step"] and meta_b["source"] == "bach"
+
+
+def test_resume_needs_last_pt_and_the_same_settings(small, tmp_path):
+    norm, tw, vw = small
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        quiet(fresh(), tw, vw, out_dir=tmp_path, normalizer=norm, resume=True)
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        quiet(fresh(), tw, vw, resume=True)
+    quiet(fresh(), tw, vw, out_dir=tmp_path, normalizer=norm, metadata=META, stop_after_steps=6)
+    with pytest.raises(ValueError, match=r"lr=0.003 there, 0.001 now"):
+        quiet(
+            fresh(), tw, vw, replace(CFG, lr=1e-3), out_dir=tmp_path, normalizer=norm,
+            metadata=META, resume=True,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match=r"split_seed=0 there, 1 now"):
+        quiet(
+            fresh(), tw, vw, out_dir=tmp_path, normalizer=norm, resume=True,
+            metadata={**META, "split_seed": 1},
+        )  # fmt: skip
+
+
+def test_train_argument_errors(small, bach_splits):
+    norm, tw, vw = small
+    with pytest.raises(ValueError, match="empty"):
+        quiet(fresh(), make_windows([], norm), vw)
+    with pytest.raises(TypeError, match="Windows"):
+        quiet(fresh(), (vw.pitch_seq, vw.cont_seq), vw)
+    short = make_windows(bach_splits["train"][:3], norm, seq_len=16)
+    with pytest.raises(ValueError, match="32 notes"):
+        quiet(fresh(), short, vw)
+    with pytest.raises(ValueError, match="first_position"):
+        quiet(fresh(), tw, vw, replace(CFG, first_position=32))
+    with pytest.raises(ValueError, match="stop_after_steps"):
+        quiet(fresh(), tw, vw, stop_after_steps=0)
+    with pytest.raises(ValueError, match="normalizer"):
+        quiet(fresh(), tw, vw, out_dir="somewhere")
+
+
+def test_validation_is_never_transposed(small):
+    norm, tw, vw = small
+    model = fresh()
+    res = quiet(model, tw, vw, replace(CFG, steps=6, eval_every=6))
+    assert res.history["val_loss"].iloc[-1] == pytest.approx(evaluate(model, vw)["loss"], rel=1e-6)
+
+
+def test_bf16_autocast_runs_on_the_cpu(small):
+    norm, tw, vw = small
+    result = quiet(fresh(), tw, vw, replace(CFG, steps=4, eval_every=4, precision="bf16"))
+    assert np.isfinite(result.history["train_loss"]).all() and np.isfinite(result.best_val_loss)
+
+
+def test_card_metrics_come_from_the_ranked_logits(small):
     norm, tw, vw = small
     model = fresh().eval()
     metrics = evaluate(model, vw, batch_size=50)
@@ -308,136 +361,140 @@ def test_top1_and_top5_are_computed_from_the_ranked_logits(small):
         logits, cont = model(vw.pitch_seq, vw.cont_seq)
     target = vw.target_pitch
     assert metrics["pitch_top1"] == pytest.approx((logits.argmax(-1) == target).double().mean())
-    rank = (logits > logits.gather(1, target[:, None])).sum(-1)  # pitches ranked above
+    rank = (logits > logits.gather(1, target[:, None])).sum(-1)
     assert metrics["pitch_top5"] == pytest.approx((rank < 5).double().mean())
-    nll = F.cross_entropy(logits.double(), target)
-    assert metrics["pitch_nll"] == pytest.approx(float(nll), rel=1e-5)
-    mse = ((cont - vw.target_cont) ** 2).mean(0).double()
-    assert metrics["mse_duration"] == pytest.approx(float(mse[1]), rel=1e-5)
-
-
-def test_windows_must_match_the_models_length(small, bach_splits):
-    norm, tw, vw = small
-    short = make_windows(bach_splits["train"][:3], norm, seq_len=16)
-    with pytest.raises(ValueError, match="16 notes but the model takes 32"):
-        train(fresh(), short, vw, CFG, progress=False)
-
-
-def test_training_rejects_empty_windows_and_bad_configs(small):
-    norm, tw, vw = small
-    with pytest.raises(ValueError, match="empty"):
-        train(fresh(), make_windows([], norm), vw, CFG, progress=False)
-    with pytest.raises(TypeError, match="make_windows"):
-        train(fresh(), (vw.pitch_seq, vw.cont_seq), vw, CFG, progress=False)
-    for bad in (
-        {"steps": 0},
-        {"objective": "every"},
-        {"transpose_min": 2},
-        {"lr": float("nan")},
-        {"decay": "some"},
-        {"batch_size": True},
-        {"precision": "fp16"},
-        {"patience": 0},
-    ):
-        with pytest.raises(ValueError, match="TrainConfig|transposition"):
-            replace(CFG, **bad)
-
-
-def test_bf16_autocast_runs_on_the_cpu(small):
-    norm, tw, vw = small
-    result = train(
-        fresh(), tw, vw, replace(CFG, steps=6, precision="bf16"), device="cpu", progress=False
+    assert metrics["pitch_nll"] == pytest.approx(
+        float(F.cross_entropy(logits.double(), target)), rel=1e-5
     )
-    assert np.isfinite(result.history["train_loss"]).all()
-    assert np.isfinite(result.best_val_loss)
+    mse = ((cont - vw.target_cont) ** 2).mean(0).double()
+    for k, name in enumerate(("mse_step", "mse_duration", "mse_velocity")):
+        assert metrics[name] == pytest.approx(float(mse[k]), rel=1e-5, abs=1e-9)
+    assert metrics["cont_mse"] == pytest.approx(float(mse.mean()), rel=1e-5)
+    assert metrics["loss"] == pytest.approx(metrics["pitch_nll"] + metrics["cont_mse"])
+    some = evaluate(model, vw, indices=torch.arange(10))
+    with torch.no_grad():
+        first = F.cross_entropy(logits[:10].double(), target[:10])
+    assert some["pitch_nll"] == pytest.approx(float(first), rel=1e-5)
+    with pytest.raises(ValueError, match="zero windows"):
+        evaluate(model, vw, indices=[])
 
 
-def test_profiles_are_valid_and_the_default_is_the_documented_recipe():
-    assert PROFILES["default"] == TrainConfig()
-    d = PROFILES["default"]
-    assert d.objective == "all" and d.decay == "weights"
-    assert (d.transpose_min, d.transpose_max) != (0, 0)
-    card = PROFILES["card"]
-    assert card.objective == "last" and (card.transpose_min, card.transpose_max) == (0, 0)
+# --------------------------------------------------------------------------- checkpoints
 
 
-# ----------------------------------------------------------------- checkpoints
+def outputs(model, tw):
+    with torch.no_grad():
+        return model(tw.pitch_seq[:4], tw.cont_seq[:4])
 
 
-def test_checkpoint_round_trip_and_corruption(small, tmp_path):
+def test_checkpoint_round_trip(small, tmp_path):
     norm, tw, vw = small
     model = fresh().eval()
     stem = save_checkpoint(tmp_path / "m", model, norm, {"source": "bach", "split_seed": 0})
-    loaded, lnorm, meta = load_checkpoint(stem.with_suffix(".safetensors"))
-    assert not loaded.training
+    assert stem == tmp_path / "m"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+    for path in (stem, stem.with_suffix(".safetensors"), stem.with_suffix(".json")):
+        loaded, lnorm, meta = load_checkpoint(path)
+        assert not loaded.training and loaded.config == model.config
+        for a, b in zip(outputs(loaded, tw), outputs(model, tw), strict=True):
+            assert torch.equal(a, b)
+        assert lnorm.to_dict() == norm.to_dict()
     assert meta["source"] == "bach" and meta["split_seed"] == 0
+    assert meta["format"] == "melody-lstm-checkpoint" and meta["format_version"] == 1
     assert meta["versions"]["torch"] == torch.__version__
-    p, c = tw.pitch_seq[:4], tw.cont_seq[:4]
-    assert torch.equal(loaded(p, c)[0], model(p, c)[0])
-    assert lnorm.to_dict() == norm.to_dict()
-
-    # truncated weights
-    bad = tmp_path / "trunc"
-    shutil.copy(stem.with_suffix(".json"), bad.with_suffix(".json"))
-    data = stem.with_suffix(".safetensors").read_bytes()
-    bad.with_suffix(".safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load_checkpoint(bad)
-    # weights of another architecture than the config says
-    other = tmp_path / "other"
-    save_checkpoint(other, MelodyLSTM(hidden_size=32, num_layers=1, embed_dim=8), norm, {})
-    meta = json.loads(other.with_suffix(".json").read_text())
-    meta["model_config"] = model.config.to_dict()
-    other.with_suffix(".json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="another architecture"):
-        load_checkpoint(other)
-    # missing files and foreign JSON
-    with pytest.raises(FileNotFoundError, match="not found"):
-        load_checkpoint(tmp_path / "missing")
-    stem.with_suffix(".json").write_text('{"format": "something else"}')
-    with pytest.raises(CheckpointError, match="not a melody-lstm checkpoint"):
-        load_checkpoint(stem)
-    stem.with_suffix(".json").write_text("[1, 2]")
-    with pytest.raises(CheckpointError, match="not a melody-lstm checkpoint"):
-        load_checkpoint(stem)
-    stem.with_suffix(".json").write_text('{"format": "melody-lstm-checkpoint", "mod')
-    with pytest.raises(CheckpointError, match="truncated or not JSON"):
-        load_checkpoint(stem)
+    assert read_metadata(stem) == meta
+    assert str(tmp_path) not in stem.with_suffix(".json").read_text()
+    cat = build_model(replace(TINY, time_head="categorical", time_classes=4), 0, {
+        "step_edges": torch.arange(3.0), "step_values": torch.arange(4.0),
+        "duration_edges": torch.arange(3.0), "duration_values": torch.arange(4.0),
+    })  # fmt: skip
+    loaded, _, _ = load_checkpoint(save_checkpoint(tmp_path / "cat", cat, norm))
+    assert torch.equal(loaded.step_values, cat.step_values)  # the classes travel too
 
 
-def test_checkpoint_with_nan_weights_is_refused(small, tmp_path):
+def test_damaged_or_foreign_checkpoints_are_checkpoint_errors(small, tmp_path):
+    norm, tw, vw = small
+    model = fresh().eval()
+    stem = save_checkpoint(tmp_path / "m", model, norm, {})
+    weights, sidecar = checkpoint_files(stem)
+    data, meta_text = weights.read_bytes(), sidecar.read_text()
+
+    def damaged(name: str, weight_bytes: bytes, meta: str):
+        (tmp_path / f"{name}.safetensors").write_bytes(weight_bytes)
+        (tmp_path / f"{name}.json").write_text(meta)
+        return tmp_path / name
+
+    cases = {
+        "truncated weights": (damaged("a", data[: len(data) // 2], meta_text), "truncated or"),
+        "garbage weights": (damaged("b", os.urandom(500), meta_text), "truncated or corrupt"),
+        "empty weights": (damaged("c", b"", meta_text), "truncated or corrupt"),
+        "foreign JSON": (damaged("d", data, '{"format": "something else"}'), "not a melody-lstm"),
+        "a JSON list": (damaged("e", data, "[1, 2]"), "not a melody-lstm"),
+        "truncated JSON": (damaged("f", data, meta_text[: len(meta_text) // 2]), "not JSON"),
+    }
+    bad_config = json.loads(meta_text)
+    bad_config["model_config"]["hidden_size"] = 0
+    cases["bad config"] = (damaged("g", data, json.dumps(bad_config)), "bad model config")
+    no_norm = json.loads(meta_text)
+    del no_norm["normalizer"]
+    cases["no normalizer"] = (damaged("h", data, json.dumps(no_norm)), "normalizer")
+    # weights of another architecture than the sidecar's config
+    other = save_checkpoint(tmp_path / "other", fresh(config=replace(TINY, hidden_size=16)), norm)
+    cases["another architecture"] = (
+        damaged("i", checkpoint_files(other)[0].read_bytes(), meta_text),
+        "another architecture",
+    )
+    for path, match in cases.values():
+        with pytest.raises(CheckpointError, match=match):
+            load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="not a melody-lstm"):
+        read_metadata(tmp_path / "d")
+
+
+def test_nan_weights_are_refused(small, tmp_path):
     norm, tw, vw = small
     model = fresh()
     with torch.no_grad():
         model.pitch_head.bias[3] = float("nan")
-    stem = save_checkpoint(tmp_path / "nan", model, norm, {})
-    with pytest.raises(CheckpointError, match="NaN"):
-        load_checkpoint(stem)
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_checkpoint(save_checkpoint(tmp_path / "nan", model, norm, {}))
+    with torch.no_grad():
+        model.pitch_head.bias[3] = float("inf")
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_checkpoint(save_checkpoint(tmp_path / "inf", model, norm, {}))
 
 
-def test_checkpoint_names_with_dots_stay_apart(small, tmp_path):
+def test_names_with_dots_missing_files_and_the_pt_hint(small, tmp_path):
     norm, tw, vw = small
     a, b = fresh(0).eval(), fresh(1).eval()
     save_checkpoint(tmp_path / "run.lr1e-3", a, norm, {})
-    save_checkpoint(tmp_path / "run.lr3e-3", b, norm, {})
+    save_checkpoint(tmp_path / "run.lr3e-3.safetensors", b, norm, {})
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "run.lr1e-3.json",
         "run.lr1e-3.safetensors",
         "run.lr3e-3.json",
         "run.lr3e-3.safetensors",
     ]
-    p, c = tw.pitch_seq[:2], tw.cont_seq[:2]
     for name, model in (("run.lr1e-3", a), ("run.lr3e-3.safetensors", b), ("run.lr3e-3.json", b)):
         loaded, _, _ = load_checkpoint(tmp_path / name)
-        assert torch.equal(loaded(p, c)[0], model(p, c)[0]), name
-    # "x.pt" is not silently read as x.safetensors
+        assert torch.equal(outputs(loaded, tw)[0], outputs(model, tw)[0]), name
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_checkpoint(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_metadata(tmp_path / "missing.json")
+    (tmp_path / "lonely.safetensors").write_bytes(b"x")  # weights without their sidecar
+    with pytest.raises(FileNotFoundError, match="lonely.json"):
+        load_checkpoint(tmp_path / "lonely")
+    # a training state is not read as weights: the error says what it is
     save_checkpoint(tmp_path / "x", a, norm, {})
-    (tmp_path / "x.pt").write_bytes(b"a training state")
-    with pytest.raises(FileNotFoundError, match="x.pt.safetensors.*training state"):
-        load_checkpoint(tmp_path / "x.pt")
+    (tmp_path / "last.pt").write_bytes(b"a training state")
+    with pytest.raises(FileNotFoundError, match=r"last\.pt is a training state"):
+        load_checkpoint(tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="does not name a checkpoint"):
+        checkpoint_files(tmp_path / ".safetensors" / "..")
 
 
-@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
 def test_checkpoint_files_respect_the_umask(small, tmp_path, umask, mode):
     norm, tw, vw = small
     old = os.umask(umask)
@@ -445,5 +502,40 @@ def test_checkpoint_files_respect_the_umask(small, tmp_path, umask, mode):
         stem = save_checkpoint(tmp_path / "m", fresh(), norm, {})
     finally:
         os.umask(old)
-    for suffix in (".safetensors", ".json"):
-        assert stat.S_IMODE(os.stat(f"{stem}{suffix}").st_mode) == mode
+    for path in checkpoint_files(stem):
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_the_committed_checkpoint_loads_and_names_its_data():
+    model, norm, meta = load_checkpoint()
+    assert checkpoint_files(PRETRAINED)[0].stat().st_size < 10 * 2**20
+    assert model.config == ModelConfig() and not model.training
+    assert sum(p.numel() for p in model.parameters()) == 2_237_379
+    assert read_metadata() == meta
+    assert meta["source"] == "bach" and meta["split_seed"] == 0 and meta["limit"] is None
+    assert meta["profile"] == "default" and meta["train_config"] == TrainConfig().to_dict()
+    assert meta["data_fingerprint"] == load_corpus("bach", progress=False).fingerprint
+    text = checkpoint_files(PRETRAINED)[1].read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert "/work/" not in text and "/home/" not in text
+
+
+@pytest.mark.slow
+def test_the_committed_checkpoint_beats_the_baselines_on_the_test_split():
+    """Re-evaluated on the real test split, not read from the sidecar."""
+    from melody_utils.baselines import fit_baselines
+
+    model, norm, meta = load_checkpoint()
+    prep = prepare("bach", meta["split_seed"], progress=False)
+    assert prep.normalizer.to_dict() == norm.to_dict()  # the split it was trained on
+    metrics = evaluate(model, prep.windows["test"])
+    for key in ("pitch_nll", "pitch_top1", "pitch_top5", "mse_step", "mse_duration"):
+        assert metrics[key] == pytest.approx(meta["test_metrics"][key], rel=1e-4, abs=1e-6), key
+    baselines = fit_baselines(prep.splits["train"], norm).evaluate(prep.windows["test"])
+    table = results_table(metrics, baselines)
+    assert list(table.index) == ["MelodyLSTM", *baselines.index]
+    for name, row in baselines.iterrows():
+        if not pd.isna(row["pitch_nll"]):
+            assert metrics["pitch_nll"] < row["pitch_nll"], name
+        if not pd.isna(row["mse_step"]):
+            assert metrics["mse_step"] < row["mse_step"], name
