@@ -277,6 +277,7 @@ def test_no_real_reference_when_no_piece_is_that_long(parts):
     assert ui._reference(8)["windows"] == 5 and "real (mean" in outputs_with(ui, "text/plain")[-1]
 
 
+@pytest.mark.slow
 def test_show_score_engraves_each_variation_when_ticked(ui):
     ui.n_variations.value, ui.n_notes.value, ui.show_score.value = 2, 4, True
     ui.generate()
