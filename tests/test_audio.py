@@ -301,6 +301,8 @@ def test_keys_the_piano_cannot_sound_move_by_octaves_with_a_warning():
     sounds = audio._keys(SAMPLE_RATE, PIANO)
     top = int(np.flatnonzero(sounds).max())
     assert top == 108, "TimGM6mb's piano has no sample above C8"
+    organ = audio._keys(SAMPLE_RATE, CHURCH_ORGAN)
+    assert int(np.flatnonzero(~organ).min()) == 109, "nor its organ (as the README says)"
     high = note_table([top + 6], [0.0], [1.0], [100])
     with pytest.warns(UserWarning, match=rf"1 note\(s\) at keys \[{top + 6}\] have no sound"):
         w = render(high, SAMPLE_RATE)

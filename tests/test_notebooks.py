@@ -195,3 +195,19 @@ def test_every_exercise_has_a_hint_an_expected_outcome_and_a_solution(path):
     text = "\n".join("".join(c["source"]) for c in load(solutions)["cells"])
     for k in range(1, len(items) + 1):
         assert re.search(rf"(?m)^#+ .*\b{k}\b", text), f"{solutions.name}: no heading for {k}"
+
+
+def test_readme_results_table_is_the_one_notebook_06_printed():
+    """Every row of the README's "Results at a glance" is a row notebook 06 produced."""
+    nb = load(next(p for p in NOTEBOOKS if p.name == "06_beyond_the_card.ipynb"))
+    printed = {
+        line
+        for cell in nb["cells"]
+        for out in cell.get("outputs", [])
+        for line in "".join(out.get("data", {}).get("text/markdown", "")).splitlines()
+    }
+    readme = (NOTEBOOKS[0].parents[1] / "README.md").read_text()
+    section = readme.split("## Results at a glance", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert len(rows) >= 10, "the README's results table is missing"
+    assert [row for row in rows if row not in printed] == []
