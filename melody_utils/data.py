@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -484,24 +485,58 @@ def get_piece(pieces: Sequence[Piece], piece_id: str) -> Piece:
 
 
 def split_pieces(
-    pieces: Sequence[Piece], seed: int = 0, fractions=(0.8, 0.1, 0.1)
+    pieces: Sequence[Piece], seed: int = 0, fractions=(0.8, 0.1, 0.1), by: str = "piece"
 ) -> dict[str, list[Piece]]:
     """``train``/``val``/``test`` by piece: splits fixed by the source are kept, the others are
-    shuffled by ``seed`` in id order and cut by ``fractions`` (each split gets one of three+)."""
+    shuffled by ``seed`` in id order and cut by ``fractions`` (each split gets one of three+).
+
+    ``by="tune"`` keeps the pieces that share a tune (:func:`melody_utils.tunes.tune_groups`)
+    in one split: the groups are shuffled and cut instead, by their pieces; a group with a
+    piece of a fixed split joins that split (the most common one, if several)."""
     wrong = len(fractions) != 3 or min(fractions) < 0
     if wrong or not math.isclose(sum(fractions), 1, abs_tol=1e-6):
         raise ValueError(f"fractions must be three numbers >= 0 summing to 1, got {fractions}")
+    if by not in ("piece", "tune"):
+        raise ValueError(f"by must be 'piece' or 'tune', got {by!r}")
     if len({p.id for p in pieces}) != len(pieces):
         raise ValueError("piece ids must be unique")
     out: dict[str, list[Piece]] = {s: [p for p in pieces if p.split == s] for s in SPLITS}
-    free = sorted((p for p in pieces if p.split is None), key=lambda p: p.id)
-    n_train, n_val = round(fractions[0] * len(free)), round(fractions[1] * len(free))
-    if len(free) >= 3:
+    if by == "tune":
+        from .tunes import tune_groups
+
+        byid = {p.id: p for p in pieces}
+        groups = [[byid[i] for i in g] for g in tune_groups(pieces)]
+    else:
+        groups = [[p] for p in pieces]
+    free = []
+    for g in groups:
+        fixed = Counter(p.split for p in g if p.split is not None)
+        if fixed:  # the free members join the group's fixed split
+            home = max(SPLITS, key=lambda s: fixed[s])
+            out[home] += [p for p in g if p.split is None]
+        else:
+            free.append(sorted(g, key=lambda p: p.id))
+    free.sort(key=lambda g: g[0].id)
+    n_free = sum(map(len, free))
+    n_train, n_val = round(fractions[0] * n_free), round(fractions[1] * n_free)
+    if n_free >= 3:
         n_val = max(n_val, int(fractions[1] > 0))
-        n_train = min(n_train, len(free) - n_val - int(fractions[2] > 0))
-    for rank, i in enumerate(np.random.default_rng(seed).permutation(len(free))):
-        split = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
-        out[split].append(free[i])
+        n_train = min(n_train, n_free - n_val - int(fractions[2] > 0))
+    free_splits: dict[str, list[list[Piece]]] = {s: [] for s in SPLITS}
+    placed = 0  # pieces before this group: a group goes where its first piece falls
+    for i in np.random.default_rng(seed).permutation(len(free)):
+        split = "train" if placed < n_train else "val" if placed < n_train + n_val else "test"
+        free_splits[split].append(free[i])
+        placed += len(free[i])
+    wanted = [s for s, f in zip(SPLITS, fractions, strict=True) if f > 0]
+    for split in wanted if len(free) >= 3 else ():  # a split left empty takes a smallest group
+        if not free_splits[split]:
+            donor = max(wanted, key=lambda s: (len(free_splits[s]), sum(map(len, free_splits[s]))))
+            smallest = min(free_splits[donor], key=len)
+            free_splits[donor].remove(smallest)
+            free_splits[split].append(smallest)
+    for split, gs in free_splits.items():
+        out[split] += [p for g in gs for p in g]
     return {s: sorted(v, key=lambda p: p.id) for s, v in out.items()}
 
 
