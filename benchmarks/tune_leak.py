@@ -32,8 +32,16 @@ import pandas as pd
 
 from melody_utils.data import load_corpus, make_windows, split_pieces
 from melody_utils.train import evaluate, load_checkpoint
-from melody_utils.tunes import TUNE_K, TUNE_MIN_SHARED, TUNE_THRESHOLD, contour, shingles
-from melody_utils.tunes import tune_groups, tune_leak, tune_pairs
+from melody_utils.tunes import (
+    TUNE_K,
+    TUNE_MIN_SHARED,
+    TUNE_THRESHOLD,
+    contour,
+    shingles,
+    tune_groups,
+    tune_leak,
+    tune_pairs,
+)
 
 OUT = Path(__file__).resolve().parent / "results" / "tune_leak.json"
 
@@ -85,8 +93,10 @@ def main() -> None:
     pair_s = time.perf_counter() - t
     groups = tune_groups(bach, pairs)
     multi = [g for g in groups if len(g) > 1]
-    print(f"1. {len(pairs)} pairs in {pair_s:.2f} s; {len(groups)} groups, {len(multi)} of 2+ "
-          f"pieces holding {sum(map(len, multi))} of {len(bach)}; sizes {[len(g) for g in multi]}")
+    print(
+        f"1. {len(pairs)} pairs in {pair_s:.2f} s; {len(groups)} groups, {len(multi)} of 2+ "
+        f"pieces holding {sum(map(len, multi))} of {len(bach)}; sizes {[len(g) for g in multi]}"
+    )
     for g in multi[:3]:
         print("   ", ", ".join(x.split("/")[1] for x in g))
 
@@ -95,10 +105,14 @@ def main() -> None:
     for p in bach:
         c = contour(p.notes)[::-1] * -1  # the melody played backwards
         backwards.append({c[i : i + TUNE_K].tobytes() for i in range(len(c) - TUNE_K + 1)})
-    chance = sum(caught(sets[i], backwards[j]) for i in range(len(bach)) for j in range(i + 1, len(bach)))
+    chance = sum(
+        caught(sets[i], backwards[j]) for i in range(len(bach)) for j in range(i + 1, len(bach))
+    )
     n_pairs = len(bach) * (len(bach) - 1) // 2
-    print(f"2. chance: {chance} of {n_pairs:,} pairs pass against a melody played backwards "
-          f"(the rule found {len(pairs)})")
+    print(
+        f"2. chance: {chance} of {n_pairs:,} pairs pass against a melody played backwards "
+        f"(the rule found {len(pairs)})"
+    )
 
     rng = np.random.default_rng(0)
     hits: dict[str, list[bool]] = {}
@@ -121,8 +135,12 @@ def main() -> None:
         for split in ("val", "test"):
             mine = table[table["split"] == split]
             n_windows = sum(max(len(p) - 32, 0) for p in splits[split])
-            row[split] = {"pieces": len(mine), "of_pieces": len(splits[split]),
-                          "windows": int(mine["windows"].sum()), "of_windows": n_windows}
+            row[split] = {
+                "pieces": len(mine),
+                "of_pieces": len(splits[split]),
+                "windows": int(mine["windows"].sum()),
+                "of_windows": n_windows,
+            }
         test_twins = set(table.loc[table["split"] == "test", "piece"])
         for name, keep in (("twin", True), ("rest", False)):
             ps = [p for p in splits["test"] if (p.id in test_twins) == keep]
@@ -130,21 +148,37 @@ def main() -> None:
                 row[f"nll_{name}"] = evaluate(model, make_windows(ps, normalizer))["pitch_nll"]
         leak[by] = row
         nll = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k.startswith("nll") and v)
-        print(f"4. split by {by}: test {row['test']['pieces']} of {row['test']['of_pieces']} pieces "
-              f"({row['test']['windows']:,} of {row['test']['of_windows']:,} windows) and val "
-              f"{row['val']['pieces']} of {row['val']['of_pieces']} have a training twin; "
-              f"committed model's test NLL: {nll or 'no twins'}")
+        print(
+            f"4. split by {by}: test {row['test']['pieces']} of {row['test']['of_pieces']} pieces "
+            f"({row['test']['windows']:,} of {row['test']['of_windows']:,} windows) and val "
+            f"{row['val']['pieces']} of {row['val']['of_pieces']} have a training twin; "
+            f"committed model's test NLL: {nll or 'no twins'}"
+        )
     print("   (the committed model was trained on the by-piece split: on the by-tune split's")
     print("    test pieces its NLL would not be a held-out figure, so none is given)")
 
-    OUT.write_text(json.dumps({
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_before": load,
-        "rule": {"k": TUNE_K, "threshold": TUNE_THRESHOLD, "min_shared": TUNE_MIN_SHARED},
-        "pairs": len(pairs), "pair_seconds": pair_s, "groups": len(groups),
-        "group_sizes": [len(g) for g in multi], "groups_of_2_plus": multi,
-        "chance_pairs": chance, "all_pairs": n_pairs, "constructed_caught": constructed,
-        "leak": leak, "split_seed": args.seed, "seconds": time.perf_counter() - t0,
-    }, indent=1) + "\n")
+    OUT.write_text(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "load_before": load,
+                "rule": {"k": TUNE_K, "threshold": TUNE_THRESHOLD, "min_shared": TUNE_MIN_SHARED},
+                "pairs": len(pairs),
+                "pair_seconds": pair_s,
+                "groups": len(groups),
+                "group_sizes": [len(g) for g in multi],
+                "groups_of_2_plus": multi,
+                "chance_pairs": chance,
+                "all_pairs": n_pairs,
+                "constructed_caught": constructed,
+                "leak": leak,
+                "split_seed": args.seed,
+                "seconds": time.perf_counter() - t0,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {OUT.relative_to(OUT.parents[2])} in {time.perf_counter() - t0:.0f} s")
 
 

@@ -121,3 +121,91 @@ def fit_baselines(
     p_repeat = float(np.clip(np.trace(bi.reshape(V, V)) / n, 0.5 / n, 1 - 0.5 / n))
     cont_mean = normalizer.transform(raw_features(train_pieces)).astype(np.float64).mean(axis=0)
     return Baselines(alpha, uni, bi.reshape(V, V), tri.reshape(V, V, V), p_repeat, cont_mean)
+
+
+class KneserNey:
+    """A transposition-invariant n-gram: interpolated Kneser-Ney over the interval to the next
+    pitch, given the ``context`` notes before the last one as intervals to it (``context=3``:
+    four notes, a whole chord; a (context + 2)-gram in pitch terms). Lower orders use
+    continuation counts, the lowest is smoothed toward uniform over the 255 intervals; the
+    next pitch's distribution is that of ``last + interval`` over 0..127, renormalised."""
+
+    def __init__(
+        self,
+        train_pieces: Sequence[Piece],
+        context: int = 3,
+        discount: float = 0.75,
+        relative: bool = True,
+        shifts: Sequence[int] = (0,),
+    ):
+        if not (isinstance(context, int) and context >= 0 and 0 < discount < 1):
+            raise ValueError(f"need context >= 0 and 0 < discount < 1, got {context}, {discount}")
+        self.context, self.discount, self.relative = context, float(discount), bool(relative)
+        top: dict[tuple, dict[int, int]] = {}
+        for p in (p.notes["pitch"].to_numpy(np.int64) for p in train_pieces):
+            for shift in shifts:
+                q = p + shift
+                if len(q) and (q.min() < 0 or q.max() >= V):
+                    continue
+                for j in range(1, len(q)):
+                    ref = q[j - 1] if relative else 0
+                    ctx = tuple(q[max(j - 1 - context, 0) : j - 1 + (not relative)] - ref)
+                    row = top.setdefault(ctx, {})
+                    row[q[j] - ref] = row.get(q[j] - ref, 0) + 1
+        if not top:
+            raise ValueError("cannot fit an n-gram on pieces of fewer than two notes")
+        # counts[m][ctx]: raw counts for the longest contexts, continuation counts below
+        self.counts: list[dict[tuple, dict[int, int]]] = [{} for _ in range(context + 2)]
+        for ctx, row in top.items():  # short contexts (a piece's start) are counted raw too
+            self.counts[len(ctx)][ctx] = dict(row)
+        for m in range(len(self.counts) - 1, 0, -1):
+            for ctx, row in list(self.counts[m].items()):
+                lower = self.counts[m - 1].setdefault(ctx[1:], {})
+                for d in row:
+                    lower[d] = lower.get(d, 0) + 1
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def _interval_probs(self, ctx: tuple) -> np.ndarray:
+        """P(interval + 127) after ``ctx`` (a vector of 255), recursively interpolated."""
+        if ctx in self._cache:
+            return self._cache[ctx]
+        lower = self._interval_probs(ctx[1:]) if ctx else np.full(2 * V - 1, 1 / (2 * V - 1))
+        row = self.counts[len(ctx)].get(ctx)
+        if not row:
+            out = lower
+        else:
+            d, c = np.fromiter(row, np.int64), np.fromiter(row.values(), np.float64)
+            total = c.sum()
+            out = lower * (self.discount * len(c) / total)
+            out[d + V - 1] += np.maximum(c - self.discount, 0) / total
+        self._cache[ctx] = out
+        return out
+
+    def pitch_distribution(self, pitch_seq) -> np.ndarray:
+        """``(N, 128)`` probabilities of the next pitch after windows ``pitch_seq (N, L)``."""
+        seq = np.asarray(pitch_seq, dtype=np.int64)
+        out = np.empty((len(seq), V))
+        for i, s in enumerate(seq):
+            ref = s[-1] if self.relative else 0
+            first = len(s) - 1 - min(self.context, len(s) - 1)
+            ctx = tuple(s[first : len(s) - self.relative] - ref)
+            out[i] = self._interval_probs(ctx)[V - 1 - ref : 2 * V - 1 - ref]
+        return out / out.sum(axis=1, keepdims=True)
+
+    def evaluate(self, windows: Windows, chunk: int = 8192) -> dict[str, float]:
+        """``pitch_nll`` (nats), ``pitch_top1`` and ``pitch_top5`` on ``windows``."""
+        if len(windows) == 0:
+            raise ValueError("cannot evaluate on zero windows")
+        sums = np.zeros(3)
+        for p_seq, _, tp, _ in windows.chunks(chunk):
+            probs, tp = self.pitch_distribution(p_seq.cpu().numpy()), tp.cpu().numpy()
+            nll = -np.log(probs[np.arange(len(tp)), tp])
+            sums += [
+                nll.sum(),
+                topk_accuracy(probs, tp, 1).sum(),
+                topk_accuracy(probs, tp, 5).sum(),
+            ]
+        return dict(zip(METRIC_COLUMNS[:3], (sums / len(windows)).tolist(), strict=True))
+
+    def __repr__(self) -> str:
+        return f"KneserNey(context={self.context}, discount={self.discount})"

@@ -49,8 +49,9 @@ def tune_pairs(
     scale), not evidence of one tune; it is not counted, which also keeps a large collection
     from comparing every pair."""
     if not (isinstance(k, int) and k >= 1 and 0 < threshold <= 1 and min_shared >= 1):
-        raise ValueError(f"need k >= 1, 0 < threshold <= 1, min_shared >= 1; got {k}, "
-                         f"{threshold}, {min_shared}")
+        raise ValueError(
+            f"need k >= 1, 0 < threshold <= 1, min_shared >= 1; got {k}, {threshold}, {min_shared}"
+        )
     ids = [p.id for p in pieces]
     sets = [shingles(p.notes, k) for p in pieces]
     postings: defaultdict[bytes, list[int]] = defaultdict(list)
@@ -68,8 +69,9 @@ def tune_pairs(
         if n >= min_shared and share >= threshold:
             rows.append((*sorted((ids[i], ids[j])), n, share))
     out = pd.DataFrame(rows, columns=["a", "b", "shared", "containment"])
-    return out.sort_values(["containment", "a", "b"], ascending=[False, True, True],
-                           ignore_index=True)
+    return out.sort_values(
+        ["containment", "a", "b"], ascending=[False, True, True], ignore_index=True
+    )
 
 
 def tune_groups(pieces: Sequence, pairs: pd.DataFrame | None = None, **rule) -> list[list[str]]:

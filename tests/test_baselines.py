@@ -14,6 +14,7 @@ from melody_utils.baselines import (
     METRIC_COLUMNS,
     PITCH_BASELINES,
     Baselines,
+    KneserNey,
     fit_baselines,
     topk_accuracy,
 )
@@ -230,3 +231,58 @@ def test_real_chorales_trigram_beats_unigram(bach_splits):
     assert (acc["pitch_top5"] >= acc["pitch_top1"]).all()
     # the time of a chorale note is better guessed by the mean than by the previous note
     assert table.loc["training mean", "mse_duration"] < table.loc["repeat previous", "mse_duration"]
+
+
+def test_kneser_ney_by_hand():
+    # one piece, intervals +2 -2 +2 +2: counts {+2: 3, -2: 1}; context 0, discount 0.5
+    kn = KneserNey([make_piece([60, 62, 60, 62, 64])], context=0, discount=0.5)
+    p = kn.pitch_distribution([[50, 60]])[0]
+    back = 0.5 * 2 / 4 / 255  # the discounted mass, spread uniformly over 255 intervals
+    raw = np.full(128, back)
+    raw[62], raw[58] = 2.5 / 4 + back, 0.5 / 4 + back
+    np.testing.assert_allclose(p, raw / raw.sum())
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_kneser_ney_distributions_sum_to_one_and_back_off(relative):
+    kn = KneserNey([make_piece([60, 62, 64] * 15)], context=2, relative=relative)
+    probs = kn.pitch_distribution([[60, 62, 64, 60, 62], [40, 47, 44, 45, 41]])
+    np.testing.assert_allclose(probs.sum(axis=1), 1)
+    assert (probs > 0).all()
+    assert probs[0].argmax() == 64 and probs[0, 64] > 0.8  # the pattern, learned
+    assert probs[1].max() < 0.8  # an unseen context: the lower orders, less sure
+
+
+def test_kneser_ney_relative_is_transposition_invariant_and_absolute_learns_shifts():
+    piece = make_piece([60, 62, 64, 65, 67, 65, 64, 62] * 6)
+    rel = KneserNey([piece], context=3)
+    a, b = rel.pitch_distribution([[60, 62, 64, 65], [65, 67, 69, 70]])
+    np.testing.assert_allclose(a[40:100], b[45:105])
+    absolute = KneserNey([piece], context=3, relative=False)
+    shifted = KneserNey([piece], context=3, relative=False, shifts=range(-6, 6))
+    seq = [[65, 67, 69, 70]]  # the pattern a fourth higher: unseen as written
+    assert shifted.pitch_distribution(seq)[0, 72] > 0.8 > absolute.pitch_distribution(seq)[0, 72]
+
+
+def test_kneser_ney_bad_arguments():
+    piece = make_piece(ALT)
+    for bad in ({"context": -1}, {"discount": 0}, {"discount": 1}, {"context": 1.5}):
+        with pytest.raises(ValueError):
+            KneserNey([piece], **bad)
+    with pytest.raises(ValueError, match="fewer than two"):
+        KneserNey([make_piece([60])])
+    with pytest.raises(ValueError, match="zero windows"):
+        empty = (torch.zeros(0, 2, dtype=torch.int64), torch.zeros(0, 2, 3))
+        KneserNey([piece]).evaluate(
+            Windows.from_tensors(*empty, torch.zeros(0, dtype=torch.int64), torch.zeros(0, 3))
+        )
+
+
+def test_real_chorales_kneser_ney_beats_the_trigram(bach_splits):
+    train, test = bach_splits["train"][:80], bach_splits["test"][:8]
+    norm = Normalizer.fit(train)
+    windows = make_windows(test, norm)
+    trigram = fit_baselines(train, norm).evaluate(windows).loc["trigram", "pitch_nll"]
+    kn = KneserNey(train, context=5, relative=False, shifts=range(-6, 6)).evaluate(windows)
+    assert kn["pitch_nll"] < trigram - 0.2
+    assert 0 < kn["pitch_top1"] <= kn["pitch_top5"] <= 1

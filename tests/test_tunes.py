@@ -47,14 +47,24 @@ def test_a_tune_is_found_transposed_reharmonised_rerhythmed_and_with_notes_chang
     pieces = [piece("a/tune", TUNE), piece("a/other", OTHER)]
     pieces += [piece(f"b/{k}", v) for k, v in twins.items()]
     # reharmonised: the tune on top, a random bass under every note
-    bass = note_table(RNG.integers(36, 50, len(TUNE)), np.arange(48) * 0.5, np.arange(48) * 0.5 + 0.5,
-                      np.full(48, 64))
+    bass = note_table(
+        RNG.integers(36, 50, len(TUNE)),
+        np.arange(48) * 0.5,
+        np.arange(48) * 0.5 + 0.5,
+        np.full(48, 64),
+    )
     both = melody(TUNE).assign(part=0)
-    table = pd.concat([both, bass.assign(part=1)]).sort_values(["start", "pitch"], ignore_index=True)
+    table = pd.concat([both, bass.assign(part=1)]).sort_values(
+        ["start", "pitch"], ignore_index=True
+    )
     table["step"] = table["start"].diff().fillna(0)
     pieces.append(Piece("b/reharmonised", table))
     pairs = tune_pairs(pieces)
-    with_tune = {b if a == "a/tune" else a for a, b in zip(pairs["a"], pairs["b"]) if "a/tune" in (a, b)}
+    with_tune = {
+        b if a == "a/tune" else a
+        for a, b in zip(pairs["a"], pairs["b"], strict=True)
+        if "a/tune" in (a, b)
+    }
     assert with_tune == {f"b/{k}" for k in (*twins, "reharmonised")}
     assert "a/other" not in set(pairs["a"]) | set(pairs["b"])
     groups = tune_groups(pieces)
@@ -78,7 +88,7 @@ def test_groups_chain_and_cover_every_piece_once():
     a, b = TUNE[:30], TUNE[18:]  # a ~ ab ~ b, although a and b share too little
     pieces = [piece("a", a), piece("ab", TUNE), piece("b", b), piece("o", OTHER)]
     pairs = tune_pairs(pieces)
-    assert ("a", "b") not in set(zip(pairs["a"], pairs["b"]))
+    assert ("a", "b") not in set(zip(pairs["a"], pairs["b"], strict=True))
     assert tune_groups(pieces) == [["a", "ab", "b"], ["o"]]
 
 
@@ -89,10 +99,14 @@ def test_bad_rule_arguments_are_refused():
 
 
 def test_the_chorales_that_share_a_hymn_tune_are_found(bach):
-    pairs = set(zip(*tune_pairs(bach)[["a", "b"]].to_numpy().T))
+    pairs = set(zip(*tune_pairs(bach)[["a", "b"]].to_numpy().T, strict=True))
     # the same tune, harmonised twice (checked against the hymnals)
-    for twin in (("bach/bwv227.1", "bach/bwv227.11"), ("bach/bwv176.6", "bach/bwv280"),
-                 ("bach/bwv244.15", "bach/bwv244.62"), ("bach/bwv154.3", "bach/bwv359")):
+    for twin in (
+        ("bach/bwv227.1", "bach/bwv227.11"),
+        ("bach/bwv176.6", "bach/bwv280"),
+        ("bach/bwv244.15", "bach/bwv244.62"),
+        ("bach/bwv154.3", "bach/bwv359"),
+    ):
         assert twin in pairs
     groups = tune_groups(bach)
     assert sorted(sum(groups, [])) == sorted(p.id for p in bach)
@@ -122,8 +136,16 @@ def test_a_group_joins_the_split_its_source_fixed_and_small_sets_fill_every_spli
         splits = split_pieces(pieces, seed=seed, by="tune")
         assert {p.id for p in splits["test"]} >= {"t1", "t2"}
     for seed in range(5):
-        few = split_pieces([piece("a", TUNE), piece("a2", [p - 3 for p in TUNE]),
-                            piece("b", OTHER), piece("c", OTHER[::-1])], seed=seed, by="tune")
+        few = split_pieces(
+            [
+                piece("a", TUNE),
+                piece("a2", [p - 3 for p in TUNE]),
+                piece("b", OTHER),
+                piece("c", OTHER[::-1]),
+            ],
+            seed=seed,
+            by="tune",
+        )
         assert all(few.values())
         assert len({s for s, ps in few.items() for p in ps if p.id in ("a", "a2")}) == 1
 
