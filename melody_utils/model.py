@@ -19,7 +19,7 @@ from .data import Normalizer, Piece, raw_features
 #: What the card claimed, per layer (None: it gave no number).
 CARD_COUNTS = {"embedding": 12_288, "lstm layer 1": 171_520, "lstm layer 2": 410_880}
 CARD_COUNTS |= {"lstm layer 3": 410_880, "layernorm": None, "pitch head": 41_088, "cont head": 963}
-_CHOICES = {"pitch_input": ("embedding", "onehot", "scalar"), "cell": ("lstm", "gru")}
+_CHOICES = {"pitch_input": ("embedding", "onehot", "scalar"), "cell": ("lstm", "gru", "transformer")}
 _CHOICES["time_head"] = ("regression", "categorical")
 
 
@@ -55,10 +55,16 @@ class ModelConfig:
     layer_norm: bool = True
     time_head: str = "regression"
     time_classes: int = 32
+    #: ``cell="transformer"``: attention heads and feed-forward width (``hidden_size`` is the
+    #: model width, ``lstm_dropout`` its dropout, positions learned up to ``max_positions``).
+    n_heads: int = 4
+    ff_size: int = 1024
+    max_positions: int = 512
 
     def __post_init__(self) -> None:
         rules = [  # fields, what each must be, the test
-            ("vocab_size embed_dim n_cont hidden_size num_layers", "a positive integer", _whole),
+            ("vocab_size embed_dim n_cont hidden_size num_layers n_heads ff_size max_positions",
+             "a positive integer", _whole),
             ("embed_dropout lstm_dropout", "a number in [0, 1)", lambda v: _real(v, 0, 1)),
             ("embed_init_std", "a positive number", lambda v: v != 0 and _real(v, 0, 1e6)),
             *((name, f"one of {opts}", opts.__contains__) for name, opts in _CHOICES.items()),
@@ -71,6 +77,8 @@ class ModelConfig:
                 value = getattr(self, name)
                 if not test(value):
                     raise ValueError(f"ModelConfig.{name} must be {want}, got {value!r}")
+        if self.cell == "transformer" and self.hidden_size % self.n_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must divide by n_heads {self.n_heads}")
 
     @property
     def is_card(self) -> bool:
@@ -114,9 +122,12 @@ class MelodyLSTM(nn.Module):
             with torch.no_grad():  # the same random draw, scaled: a seed gives the same start
                 self.embedding.weight.mul_(c.embed_init_std)
         self.embed_dropout = nn.Dropout(c.embed_dropout)
-        cell, hidden = (nn.LSTM if c.cell == "lstm" else nn.GRU), c.hidden_size
-        dropout = c.lstm_dropout if c.num_layers > 1 else 0.0
-        self.lstm = cell(c.input_size, hidden, c.num_layers, dropout=dropout, batch_first=True)
+        hidden, dropout = c.hidden_size, c.lstm_dropout if c.num_layers > 1 else 0.0
+        if c.cell == "transformer":
+            self.lstm = CausalTransformer(c)
+        else:
+            cell = nn.LSTM if c.cell == "lstm" else nn.GRU
+            self.lstm = cell(c.input_size, hidden, c.num_layers, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(hidden) if c.layer_norm else nn.Identity()
         self.pitch_head = nn.Linear(hidden, c.vocab_size)
         self.cont_head = nn.Linear(hidden, c.n_cont)
@@ -232,6 +243,30 @@ class MelodyLSTM(nn.Module):
         return ce, time_ce / 2 + F.mse_loss(self.cont_head(h)[..., 2].float(), target_cont[..., 2])
 
 
+class CausalTransformer(nn.Module):
+    """The decoder-only peer (``ModelConfig(cell="transformer")``): the same inputs projected to
+    ``hidden_size``, plus learned positions, through pre-norm layers with a causal mask, so the
+    state at step t has seen steps 0..t only, as an LSTM's. Returns ``(out, None)`` like one."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        H = c.hidden_size
+        self.input = nn.Linear(c.input_size, H)
+        self.positions = nn.Embedding(c.max_positions, H)
+        layer = nn.TransformerEncoderLayer(
+            H, c.n_heads, c.ff_size, c.lstm_dropout, batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerEncoder(layer, c.num_layers, enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        T = x.shape[1]
+        if T > self.positions.num_embeddings:
+            raise ValueError(f"windows of at most {self.positions.num_embeddings} notes, got {T}")
+        h = self.input(x) + self.positions(torch.arange(T, device=x.device))
+        mask = nn.Transformer.generate_square_subsequent_mask(T, device=x.device, dtype=h.dtype)
+        return self.layers(h, mask=mask, is_causal=True), None
+
+
 def build_model(
     config: ModelConfig | None = None, seed: int = 0, time_classes: dict | None = None
 ) -> MelodyLSTM:
@@ -327,11 +362,19 @@ def parameter_table(model: MelodyLSTM) -> pd.DataFrame:
 
     if model.embedding is not None:
         add("embedding", model.embedding, f"{V}·{E}", V * E)
-    gates, count = (4, lstm_layer_params) if c.cell == "lstm" else (3, gru_layer_params)
-    for k in range(c.num_layers):
-        inp = c.input_size if k == 0 else H
-        formula = f"{gates}·{H}·({inp}+{H}) + {2 * gates}·{H}"
-        add(f"{c.cell} layer {k + 1}", model.lstm, formula, count(inp, H), f"_l{k}")
+    if c.cell == "transformer":
+        F_, P, I = c.ff_size, c.max_positions, c.input_size
+        add("input projection", model.lstm.input, f"{I}·{H} + {H}", I * H + H)
+        add("positions", model.lstm.positions, f"{P}·{H}", P * H)
+        for k, layer in enumerate(model.lstm.layers.layers):
+            formula = f"4·{H}·{H} + 2·{H}·{F_} + {F_} + 9·{H}"
+            add(f"transformer layer {k + 1}", layer, formula, 4 * H * H + 2 * H * F_ + F_ + 9 * H)
+    else:
+        gates, count = (4, lstm_layer_params) if c.cell == "lstm" else (3, gru_layer_params)
+        for k in range(c.num_layers):
+            inp = c.input_size if k == 0 else H
+            formula = f"{gates}·{H}·({inp}+{H}) + {2 * gates}·{H}"
+            add(f"{c.cell} layer {k + 1}", model.lstm, formula, count(inp, H), f"_l{k}")
     if c.layer_norm:
         add("layernorm", model.norm, f"2·{H} (γ, β ∈ R^{H})", 2 * H)
     add("pitch head", model.pitch_head, f"{H}·{V} + {V}", H * V + V)

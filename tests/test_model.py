@@ -42,6 +42,7 @@ VARIANTS = {
     "pitch only": {"cont_inputs": False},
     "no layernorm": {"layer_norm": False},
     "gru": {"cell": "gru"},
+    "transformer": {"cell": "transformer", "n_heads": 2, "ff_size": 32},
     "categorical": {"time_head": "categorical", "time_classes": 8},
 }
 
@@ -103,6 +104,9 @@ def variant(name: str, classes=None, seed: int = 0) -> MelodyLSTM:
         ("time_classes", 256),
         ("seq_len", 0),
         ("seq_len", -2),
+        ("n_heads", 0),
+        ("ff_size", 1.5),
+        ("max_positions", 0),
     ],
 )
 def test_bad_config_values_are_value_errors_naming_the_field(field, value):
@@ -487,3 +491,21 @@ def test_any_window_length_when_seq_len_is_none():
         logits, cont = model(p, c)
         assert logits.shape == (2, 128) and cont.shape == (2, 3)
     model(*batch(2, 10), check=False)  # no checks: what training uses
+
+
+def test_the_transformer_is_causal_and_its_last_step_is_the_cards_output():
+    model = variant("transformer").eval()
+    p, c = batch(3)
+    with torch.no_grad():
+        every, _ = model(p, c, from_step=0)
+        changed = p.clone()
+        changed[:, 20] = (changed[:, 20] + 7) % 128
+        again, _ = model(changed, c, from_step=0)
+        torch.testing.assert_close(every[:, :20], again[:, :20])  # the past never sees the future
+        assert not torch.allclose(every[:, 20:], again[:, 20:])
+        torch.testing.assert_close(model(p, c)[0], every[:, -1])
+    with pytest.raises(ValueError, match="divide by n_heads"):
+        ModelConfig(cell="transformer", hidden_size=10, n_heads=4)
+    short = MelodyLSTM(replace(SMALL, cell="transformer", n_heads=2, max_positions=16, seq_len=None))
+    with pytest.raises(ValueError, match="at most 16 notes"):
+        short(p, c)
