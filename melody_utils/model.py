@@ -19,7 +19,10 @@ from .data import Normalizer, Piece, raw_features
 #: What the card claimed, per layer (None: it gave no number).
 CARD_COUNTS = {"embedding": 12_288, "lstm layer 1": 171_520, "lstm layer 2": 410_880}
 CARD_COUNTS |= {"lstm layer 3": 410_880, "layernorm": None, "pitch head": 41_088, "cont head": 963}
-_CHOICES = {"pitch_input": ("embedding", "onehot", "scalar"), "cell": ("lstm", "gru", "transformer")}
+_CHOICES = {
+    "pitch_input": ("embedding", "onehot", "scalar"),
+    "cell": ("lstm", "gru", "transformer"),
+}
 _CHOICES["time_head"] = ("regression", "categorical")
 
 
@@ -63,8 +66,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         rules = [  # fields, what each must be, the test
-            ("vocab_size embed_dim n_cont hidden_size num_layers n_heads ff_size max_positions",
-             "a positive integer", _whole),
+            (
+                "vocab_size embed_dim n_cont hidden_size num_layers n_heads ff_size max_positions",
+                "a positive integer",
+                _whole,
+            ),
             ("embed_dropout lstm_dropout", "a number in [0, 1)", lambda v: _real(v, 0, 1)),
             ("embed_init_std", "a positive number", lambda v: v != 0 and _real(v, 0, 1e6)),
             *((name, f"one of {opts}", opts.__contains__) for name, opts in _CHOICES.items()),
@@ -78,7 +84,9 @@ class ModelConfig:
                 if not test(value):
                     raise ValueError(f"ModelConfig.{name} must be {want}, got {value!r}")
         if self.cell == "transformer" and self.hidden_size % self.n_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} must divide by n_heads {self.n_heads}")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must divide by n_heads {self.n_heads}"
+            )
 
     @property
     def is_card(self) -> bool:
@@ -363,8 +371,8 @@ def parameter_table(model: MelodyLSTM) -> pd.DataFrame:
     if model.embedding is not None:
         add("embedding", model.embedding, f"{V}·{E}", V * E)
     if c.cell == "transformer":
-        F_, P, I = c.ff_size, c.max_positions, c.input_size
-        add("input projection", model.lstm.input, f"{I}·{H} + {H}", I * H + H)
+        F_, P, IN = c.ff_size, c.max_positions, c.input_size
+        add("input projection", model.lstm.input, f"{IN}·{H} + {H}", IN * H + H)
         add("positions", model.lstm.positions, f"{P}·{H}", P * H)
         for k, layer in enumerate(model.lstm.layers.layers):
             formula = f"4·{H}·{H} + 2·{H}·{F_} + {F_} + 9·{H}"

@@ -506,6 +506,8 @@ def test_the_transformer_is_causal_and_its_last_step_is_the_cards_output():
         torch.testing.assert_close(model(p, c)[0], every[:, -1])
     with pytest.raises(ValueError, match="divide by n_heads"):
         ModelConfig(cell="transformer", hidden_size=10, n_heads=4)
-    short = MelodyLSTM(replace(SMALL, cell="transformer", n_heads=2, max_positions=16, seq_len=None))
+    short = MelodyLSTM(
+        replace(SMALL, cell="transformer", n_heads=2, max_positions=16, seq_len=None)
+    )
     with pytest.raises(ValueError, match="at most 16 notes"):
         short(p, c)
