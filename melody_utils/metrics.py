@@ -271,23 +271,34 @@ def _suffix_array(text: bytes) -> list[int]:
 
 class CopyIndex:
     """An exact index of the training pitch sequences (Pieces, note tables or ``{id: table}``):
-    a suffix array over their bytes, joined by a separator no pitch uses."""
+    a suffix array over their bytes, joined by a separator no pitch uses. ``transposed=True``
+    indexes the intervals instead, so a run copied in another key counts (lengths in notes)."""
 
-    def __init__(self, pieces: object) -> None:
+    def __init__(self, pieces: object, transposed: bool = False) -> None:
+        self.transposed = bool(transposed)
         chunks = [(pid, _pitch_bytes(p)) for pid, p in _named(pieces)]
         if not chunks:
             raise ValueError("CopyIndex needs at least one training piece")
         self.piece_ids = [k for k, _ in chunks]
+        self.n_notes = sum(len(b) for _, b in chunks)
+        chunks = [(k, self._encode(b)) for k, b in chunks]
         self._starts = np.cumsum([0] + [len(b) + 1 for _, b in chunks[:-1]])
         self._text = b"\xff".join(b for _, b in chunks) + b"\xff"
         self._sa = _suffix_array(self._text)
-        self.n_notes = len(self._text) - len(chunks)
+
+    def _encode(self, pitch_bytes: bytes) -> bytes:
+        """The pitches, or (transposed) the intervals + 127 (0..254; the separator is 255)."""
+        if not self.transposed:
+            return pitch_bytes
+        pitch = np.frombuffer(pitch_bytes, np.uint8).astype(np.int16)
+        return (np.diff(pitch) + 127).astype(np.uint8).tobytes()
 
     def __len__(self) -> int:
         return self.n_notes
 
     def __repr__(self) -> str:
-        return f"CopyIndex({len(self.piece_ids)} pieces, {self.n_notes} notes)"
+        kind = ", transposed" if self.transposed else ""
+        return f"CopyIndex({len(self.piece_ids)} pieces, {self.n_notes} notes{kind})"
 
     def _range(self, pattern: bytes) -> tuple[int, int]:
         n, text = len(pattern), self._text
@@ -299,22 +310,26 @@ class CopyIndex:
         return self.piece_ids[k], int(pos - self._starts[k])
 
     def locate(self, pitches: object) -> list[tuple[str, int]]:
-        """Every ``(piece id, note index)`` where a pitch sequence occurs, in index order."""
-        pattern = _pitch_bytes(pitches)
+        """Every ``(piece id, note index)`` where a pitch sequence occurs (transposed: in any
+        key; a single note occurs everywhere and is not listed), in index order."""
+        pattern = self._encode(_pitch_bytes(pitches))
         lo, hi = self._range(pattern) if pattern else (0, 0)
         return [self._where(p) for p in sorted(self._sa[lo:hi])]
 
     def contains(self, pitches: object) -> bool:
-        """True when the whole sequence occurs, contiguously, in one training piece."""
-        pattern = pitches if isinstance(pitches, bytes) else _pitch_bytes(pitches)
+        """True when the whole sequence occurs, contiguously, in one training piece (transposed:
+        in some key)."""
+        pattern = pitches if isinstance(pitches, bytes) else self._encode(_pitch_bytes(pitches))
         n, text = len(pattern), self._text
         lo = bisect.bisect_left(self._sa, pattern, key=lambda s: text[s : s + n])
         return not n or lo < len(self._sa) and text[self._sa[lo] : self._sa[lo] + n] == pattern
 
     def longest_match(self, query: object) -> CopyMatch:
         """The longest contiguous run of ``query``'s pitches found in one training piece
-        (exact; among equally long runs, the first in the query, at its first occurrence)."""
-        q = _pitch_bytes(query)
+        (exact, or in any key when transposed, where a run needs one shared interval, two
+        notes; among equally long runs, the first in the query, at its first occurrence)."""
+        pitches = _pitch_bytes(query)
+        q = self._encode(pitches)
         best, best_start, j = 0, -1, 0
         for i in range(len(q)):  # q[i:j] occurs, so q[i+1:j] does too
             j = max(j, i)
@@ -325,11 +340,12 @@ class CopyIndex:
             if j == len(q):
                 break
         if best == 0:
-            return CopyMatch(0, -1, None, -1, 0, (), len(q))
-        run = q[best_start : best_start + best]
-        lo, hi = self._range(run)
+            return CopyMatch(0, -1, None, -1, 0, (), len(pitches))
+        lo, hi = self._range(q[best_start : best_start + best])
         where = self._where(min(self._sa[lo:hi]))
-        return CopyMatch(best, best_start, *where, hi - lo, tuple(run), len(q))
+        notes = best + self.transposed  # k intervals are k + 1 notes
+        run = tuple(pitches[best_start : best_start + notes])
+        return CopyMatch(notes, best_start, *where, hi - lo, run, len(pitches))
 
 
 @dataclass

@@ -413,3 +413,45 @@ def test_real_chorales_rhythm_facts(bach_splits):
     ref = reference_stats(test, 64)
     assert ref["pieces"] > 10 and 2.5 < ref["polyphony"] < 3.5  # four voices, some held
     assert ref["repeat_share"] < 0.2 and ref["pitch_class_entropy"] > 2.0
+
+
+def brute_transposed(pieces: list[list[int]], query: list[int]) -> int:
+    """The longest run of ``query`` (2+ notes) inside one piece in some key, by brute force."""
+    best = 0
+    for p in pieces:
+        for i in range(len(query)):
+            for k in range(len(p)):
+                n = 0
+                while i + n < len(query) and k + n < len(p):
+                    if query[i + n] - p[k + n] != query[i] - p[k]:
+                        break
+                    n += 1
+                best = max(best, n if n >= 2 else 0)
+    return best
+
+
+def test_the_transposed_copy_index_finds_a_run_in_another_key():
+    rng = np.random.default_rng(3)
+    for _ in range(150):
+        pieces = [rng.integers(60, 64, rng.integers(1, 15)).tolist() for _ in range(3)]
+        query = rng.integers(50, 75, rng.integers(0, 20)).tolist()
+        if rng.random() < 0.5 and len(pieces[1]) > 4:
+            query[1:1] = [p + int(rng.integers(-9, 10)) for p in pieces[1][1:5]]  # a copy
+        index = CopyIndex([table(p) for p in pieces], transposed=True)
+        m = index.longest_match(query)
+        assert m.length == brute_transposed(pieces, query), (pieces, query)
+        if m.length:
+            source = pieces[int(m.piece_id)][m.note_index : m.note_index + m.length]
+            assert np.ptp(np.subtract(m.pitches, source)) == 0  # one transposition
+            assert list(m.pitches) == query[m.query_start : m.query_start + m.length]
+
+
+def test_a_chorale_copied_a_fourth_higher_is_invisible_exactly_and_found_transposed(bach_splits):
+    train = bach_splits["train"][:30]
+    copied = [p + 5 for p in train[4].notes["pitch"].tolist()[10:42]]
+    exact, transposed = CopyIndex(train), CopyIndex(train, transposed=True)
+    assert exact.longest_match(copied).length < 12
+    m = transposed.longest_match(copied)
+    assert m.length == 32 and m.share == 1
+    assert len(transposed) == len(exact) and "transposed" in repr(transposed)
+    assert transposed.contains(copied) and not exact.contains(copied)
