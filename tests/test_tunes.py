@@ -153,3 +153,38 @@ def test_a_group_joins_the_split_its_source_fixed_and_small_sets_fill_every_spli
 def test_split_by_must_be_piece_or_tune(bach):
     with pytest.raises(ValueError, match="by must be"):
         split_pieces(bach[:5], by="title")
+
+
+def test_the_readme_and_the_stored_leak_report_are_what_the_rule_gives_today(bach):
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    stored = json.loads((root / "benchmarks" / "results" / "tune_leak.json").read_text())
+    pairs, groups = tune_pairs(bach), tune_groups(bach)
+    multi = [g for g in groups if len(g) > 1]
+    assert (len(pairs), len(groups), multi) == (
+        stored["pairs"],
+        stored["groups"],
+        stored["groups_of_2_plus"],
+    )
+    leak = tune_leak(split_pieces(bach, seed=0))
+    test = leak[leak["split"] == "test"]
+    assert (len(test), int(test["windows"].sum())) == (
+        stored["leak"]["piece"]["test"]["pieces"],
+        stored["leak"]["piece"]["test"]["windows"],
+    )
+    readme = " ".join((root / "README.md").read_text().split())
+    piece = stored["leak"]["piece"]
+    for claim in (
+        f"{sum(map(len, multi))} of the 410 chorales share their hymn tune with another chorale "
+        f"({len(multi)} tunes, up to {len(multi[0])} harmonisations",
+        f"{len(test)} of the 41 test chorales ({int(test['windows'].sum()):,} of "
+        f"{piece['test']['of_windows']:,} test windows) have a training twin",
+        f"{piece['nll_twin']:.3f} on their windows against {piece['nll_rest']:.3f} on the rest",
+        f"this rule passes {len(pairs)} pairs",
+        f"{stored['chance_pairs']} of {stored['all_pairs']:,} pairs pass by chance",
+        f"with 3 top-voice notes moved a semitone {stored['constructed_caught']['3 notes moved']:.0%}",
+        f"and with 6 moved {stored['constructed_caught']['6 notes moved']:.0%}",
+    ):
+        assert claim in readme, claim
