@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .config import OUTPUT_DIR, get_device
+from .config import OUTPUT_DIR, SPLIT_BY, get_device
 from .data import BUILTIN, Prepared, prepare
 from .notes import BadInputError, file_stem
 
@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     budget("--epochs", type=_whole(1), help="N passes over the training windows (sets --steps)")
     add("--limit", type=_whole(1), help="use only the first N files")
     add("--split-seed", type=_whole(0, 2**32 - 1), default=0)
+    add(
+        "--split-by",
+        choices=("piece", "tune"),
+        default=SPLIT_BY,
+        help=f"keep pieces that share a tune in one split with 'tune' (default {SPLIT_BY!r})",
+    )
     add("--out", type=Path, default=OUTPUT_DIR, help="output folder")
     add("--resume", **flag, help="continue an interrupted run from OUT/train/last.pt")
     add("--device", default=None, help="force cpu, cuda, cuda:N or mps")
@@ -139,7 +145,13 @@ def run_main(args: argparse.Namespace, device: torch.device) -> None:
     config = config if args.steps is None else replace(config, steps=args.steps)
     head = f"source={args.source!r}, profile={args.profile!r}, device={device.type}"
     print(f"== melody-lstm main job: {head}")
-    prep = prepare(args.source, args.split_seed, args.limit, use_cache=not args.no_cache)
+    prep = prepare(
+        args.source,
+        args.split_seed,
+        args.limit,
+        use_cache=not args.no_cache,
+        split_by=args.split_by,
+    )
     corpus = prep.corpus
     print(corpus.report(max_rows=10))
     print(f"loaded in {corpus.load_seconds:.1f}s ({'cache' if corpus.from_cache else 'read'})")

@@ -23,11 +23,19 @@ OUTPUT_DIR = REPO_ROOT / "outputs" if IN_CHECKOUT else Path("outputs")
 #: Window length (input notes) and the continuous features, in this order everywhere.
 SEQ_LEN = 32
 CONT_FEATURES = ("step", "duration", "velocity")
+#: How ``split_pieces``, ``prepare`` and ``make run`` split a corpus: ``"piece"`` or
+#: ``"tune"`` (pieces sharing a tune kept together; melody_utils.tunes). A checkpoint's sidecar
+#: records it as ``split_by`` (absent in older sidecars: ``"piece"``).
+SPLIT_BY = "piece"
 #: The pitch vocabulary: MIDI pitches 0..127.
 N_PITCHES = 128
 #: The one rhythm rule. Onsets closer than ``CHORD_SNAP`` seconds start together (chord
 #: tones: generation snaps such steps to 0, the metrics count them as chords); a step of
-#: ``CHORD_SNAP`` up to ``FLAM_MAX`` is a flam, neither together nor a note value.
+#: ``CHORD_SNAP`` up to ``FLAM_MAX`` is a flam, neither together nor a note value. The bounds
+#: are in seconds and made for scores rendered at a steady tempo (the chorales: a sixteenth is
+#: 62 ms); on performance MIDI, where players spread chords by 10-50 ms, the flam rate and the
+#: chord share measure the performance style as much as the model, so compare them only with
+#: real pieces of the same collection.
 CHORD_SNAP = 0.01
 FLAM_MAX = 0.1
 

@@ -23,7 +23,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import CONT_FEATURES, DATA_DIR, IN_CHECKOUT, SEQ_LEN, cache_dir, cache_enabled
+from .config import (
+    CONT_FEATURES,
+    DATA_DIR,
+    IN_CHECKOUT,
+    SEQ_LEN,
+    SPLIT_BY,
+    cache_dir,
+    cache_enabled,
+)
 from .notes import (
     CHURCH_ORGAN,
     MIDI_SUFFIXES,
@@ -485,7 +493,7 @@ def get_piece(pieces: Sequence[Piece], piece_id: str) -> Piece:
 
 
 def split_pieces(
-    pieces: Sequence[Piece], seed: int = 0, fractions=(0.8, 0.1, 0.1), by: str = "piece"
+    pieces: Sequence[Piece], seed: int = 0, fractions=(0.8, 0.1, 0.1), by: str = SPLIT_BY
 ) -> dict[str, list[Piece]]:
     """``train``/``val``/``test`` by piece: splits fixed by the source are kept, the others are
     shuffled by ``seed`` in id order and cut by ``fractions`` (each split gets one of three+).
@@ -740,6 +748,7 @@ class Prepared:
     windows: dict[str, Windows]
     split_seed: int
     limit: int | None = None
+    split_by: str = SPLIT_BY
 
     source = property(lambda self: self.corpus.source)
 
@@ -749,7 +758,12 @@ class Prepared:
     def data_metadata(self) -> dict:
         """What identifies the data, for a checkpoint's sidecar (no machine path)."""
         meta = {"source": self.corpus.source, "data_fingerprint": self.corpus.fingerprint}
-        return {**meta, "split_seed": self.split_seed, "limit": self.limit}
+        return {
+            **meta,
+            "split_seed": self.split_seed,
+            "split_by": self.split_by,
+            "limit": self.limit,
+        }
 
 
 def prepare(
@@ -758,13 +772,14 @@ def prepare(
     limit: int | None = None,
     progress: bool = True,
     use_cache: bool = True,
+    split_by: str = SPLIT_BY,
 ) -> Prepared:
-    """Load, split by piece, fit the normalizer on train only, and cut the windows."""
+    """Load, split (by piece or by tune), fit the normalizer on train only, cut the windows."""
     corpus = load_corpus(source, limit=limit, progress=progress, use_cache=use_cache)
-    splits = split_pieces(corpus, seed=split_seed)
+    splits = split_pieces(corpus, seed=split_seed, by=split_by)
     if not all(splits.values()):
         sizes = {k: len(v) for k, v in splits.items()}
         raise ValueError(f"{corpus.source!r}: too few pieces for train/val/test ({sizes}); need 3")
     normalizer = Normalizer.fit(splits["train"])
     windows = {k: make_windows(v, normalizer) for k, v in splits.items()}
-    return Prepared(corpus, splits, normalizer, windows, split_seed, limit)
+    return Prepared(corpus, splits, normalizer, windows, split_seed, limit, split_by)

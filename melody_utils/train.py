@@ -27,7 +27,7 @@ _CHOICES = {"objective": ("last", "all"), "decay": ("weights", "all")}
 _CHOICES["precision"] = ("auto", "fp32", "bf16")
 _POSITIVE = ("steps", "batch_size", "eval_every", "eval_batch_size", "patience", "grad_clip")
 #: Metadata that identifies the data of a run; resuming with other data is an error.
-DATA_KEYS = ("source", "split_seed", "data_fingerprint", "limit")
+DATA_KEYS = ("source", "split_seed", "split_by", "data_fingerprint", "limit")
 
 
 @dataclass(frozen=True)
@@ -481,7 +481,7 @@ def read_metadata(path: str | Path | None = None) -> dict:
         raise CheckpointError(f"{meta_path.name} is truncated or not JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path.name} is not a melody-lstm checkpoint")
-    return meta
+    return {"split_by": "piece", **meta} if "split_seed" in meta else meta  # older sidecars
 
 
 def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu"):

@@ -67,6 +67,7 @@ def test_help_lists_the_options(capsys):
         (["--steps", "5", "--epochs", "1"], "not allowed with argument --steps"),
         (["--limit", "0"], "argument --limit: must lie in 1..inf"),
         (["--split-seed", "-3"], "argument --split-seed: must lie in 0..4294967295"),
+        (["--split-by", "title"], "argument --split-by: invalid choice: 'title'"),
         (["--source", ""], "--source is empty"),
         (["--source", "   "], "--source is empty"),
         (["--source", "bahc"], "did you mean 'bach'"),

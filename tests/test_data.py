@@ -827,9 +827,15 @@ def test_prepare_splits_fits_on_train_and_cuts_windows(bach):
         "source": "bach",
         "data_fingerprint": prep.corpus.fingerprint,
         "split_seed": 3,
+        "split_by": "piece",
         "limit": 40,
     }
     assert json.loads(json.dumps(meta)) == meta
+    by_tune = prepare("bach", split_seed=3, limit=40, progress=False, split_by="tune")
+    assert by_tune.data_metadata()["split_by"] == "tune"
+    assert {k: ids(v) for k, v in by_tune.splits.items()} == {
+        k: ids(v) for k, v in split_pieces(bach[:40], seed=3, by="tune").items()
+    }
 
 
 def test_prepare_needs_three_pieces(tmp_path, private_cache, midi_writer):

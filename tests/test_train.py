@@ -513,6 +513,7 @@ def test_the_committed_checkpoint_loads_and_names_its_data():
     assert sum(p.numel() for p in model.parameters()) == 2_237_379
     assert read_metadata() == meta
     assert meta["source"] == "bach" and meta["split_seed"] == 0 and meta["limit"] is None
+    assert meta["split_by"] == "piece"  # not in the committed sidecar: the split it was made on
     assert meta["profile"] == "default" and meta["train_config"] == TrainConfig().to_dict()
     assert meta["data_fingerprint"] == load_corpus("bach", progress=False).fingerprint
     text = checkpoint_files(PRETRAINED)[1].read_text()
