@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .config import CONT_FEATURES, PRETRAINED_DIR, __version__, get_device
+from .config import CHORD_SNAP, CONT_FEATURES, PRETRAINED_DIR, __version__, get_device
 from .data import Normalizer, Windows, atomic_write
 from .model import MelodyLSTM, ModelConfig
 
@@ -152,6 +152,51 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float, decay: str) ->
         {"params": decayed, "weight_decay": weight_decay},
         {"params": exempt, "weight_decay": 0.0},
     ]
+
+
+@torch.no_grad()
+def window_scores(model, windows: Windows, normalizer: Normalizer, batch_size=1024, device=None):
+    """Per window (eval mode, fp32): ``piece`` (index into the windows' pieces), ``pitch_nll``
+    (nats), ``top1``, ``chord_tone`` (the target starts with the previous note: step under
+    ``CHORD_SNAP``) and the squared errors ``se_step``, ``se_duration``, ``se_velocity``."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    snap = normalizer.transform(np.array([CHORD_SNAP, 1.0, 64.0]))[0]
+    was_training, parts = model.training, []
+    model.eval()
+    try:
+        for a in range(0, len(windows), batch_size):
+            idx = torch.arange(a, min(a + batch_size, len(windows)), device=windows.device)
+            p, c, tp, tc = (t.to(device) for t in windows.batch(idx))
+            logits, cont = model(p, c, check=False)
+            nll = F.cross_entropy(logits.float(), tp, reduction="none")
+            se = (cont.float() - tc) ** 2
+            piece = torch.searchsorted(windows.window_offsets, idx, right=True) - 1
+            cols = [
+                piece.cpu(),
+                nll.cpu(),
+                (logits.argmax(-1) == tp).cpu(),
+                (tc[:, 0] < snap).cpu(),
+            ]
+            parts.append(torch.column_stack([t.double() for t in (*cols, *se.cpu().T)]).numpy())
+    finally:
+        model.train(was_training)
+    names = ["piece", "pitch_nll", "top1", "chord_tone", "se_step", "se_duration", "se_velocity"]
+    table = pd.DataFrame(np.concatenate(parts), columns=names)
+    return table.astype({"piece": int, "top1": bool, "chord_tone": bool})
+
+
+def piece_bootstrap(
+    scores: pd.DataFrame, column: str = "pitch_nll", n: int = 2000, seed: int = 0, level=0.95
+) -> tuple[float, float, float]:
+    """``(mean over windows, low, high)``: the interval of the window mean when the *pieces*
+    are resampled with replacement ``n`` times (windows of one piece are not independent)."""
+    if len(scores) == 0:
+        raise ValueError("no windows to bootstrap")
+    by_piece = scores.groupby("piece")[column].agg(["sum", "count"]).to_numpy()
+    draws = np.random.default_rng(seed).integers(0, len(by_piece), (n, len(by_piece)))
+    sums, counts = by_piece[draws, 0].sum(axis=1), by_piece[draws, 1].sum(axis=1)
+    low, high = np.quantile(sums / counts, [(1 - level) / 2, (1 + level) / 2])
+    return float(scores[column].mean()), float(low), float(high)
 
 
 def objective_loss(model: MelodyLSTM, pitch: torch.Tensor, cont: torch.Tensor, config: TrainConfig):

@@ -29,11 +29,13 @@ from melody_utils.train import (
     lr_lambda,
     objective_loss,
     parameter_groups,
+    piece_bootstrap,
     read_metadata,
     results_table,
     save_checkpoint,
     train,
     transpose_batch,
+    window_scores,
 )
 
 TINY = ModelConfig(embed_dim=8, hidden_size=32, num_layers=2)
@@ -540,3 +542,40 @@ def test_the_committed_checkpoint_beats_the_baselines_on_the_test_split():
             assert metrics["pitch_nll"] < row["pitch_nll"], name
         if not pd.isna(row["mse_step"]):
             assert metrics["mse_step"] < row["mse_step"], name
+
+
+def test_window_scores_are_evaluate_per_window_with_their_piece_and_chord_tones(bach_splits):
+    pieces = bach_splits["test"][:3]
+    norm = Normalizer.fit(bach_splits["train"])
+    windows = make_windows(pieces, norm)
+    model = fresh(3)
+    scores = window_scores(model, windows, norm, batch_size=100)
+    m = evaluate(model, windows)
+    assert len(scores) == len(windows)
+    assert scores["pitch_nll"].mean() == pytest.approx(m["pitch_nll"], rel=1e-6)
+    assert scores["top1"].mean() == pytest.approx(m["pitch_top1"])
+    for k in ("step", "duration", "velocity"):
+        assert scores[f"se_{k}"].mean() == pytest.approx(m[f"mse_{k}"], rel=1e-5)
+    counts = scores["piece"].value_counts().sort_index().tolist()
+    assert counts == [len(p) - 32 for p in pieces]
+    targets = np.concatenate([p.notes["step"].to_numpy()[32:] for p in pieces])
+    np.testing.assert_array_equal(scores["chord_tone"], targets < 0.01)
+
+
+def test_piece_bootstrap_resamples_pieces():
+    same = pd.DataFrame({"piece": np.repeat([0, 1, 2], 5), "pitch_nll": 2.0})
+    assert piece_bootstrap(same) == (2.0, 2.0, 2.0)
+    two = pd.DataFrame({"piece": [0] * 9 + [1], "pitch_nll": [1.0] * 9 + [3.0]})
+    mean, low, high = piece_bootstrap(two, n=4000, seed=1)
+    assert mean == pytest.approx(1.2) and low == pytest.approx(1.0) and high == pytest.approx(3.0)
+    assert piece_bootstrap(two, n=500, seed=5) == piece_bootstrap(two, n=500, seed=5)
+    many = pd.DataFrame(
+        {
+            "piece": np.repeat(np.arange(40), 10),
+            "pitch_nll": np.repeat(np.random.default_rng(0).normal(1, 0.3, 40), 10),
+        }
+    )
+    mean, low, high = piece_bootstrap(many)
+    assert low < mean < high and high - low < 0.25
+    with pytest.raises(ValueError, match="no windows"):
+        piece_bootstrap(same.iloc[:0])
