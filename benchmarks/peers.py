@@ -112,10 +112,8 @@ def main() -> None:
         setting = f"{args.steps} steps, lr {args.lr}, dropout {args.dropout}"
         add("Transformer", setting, seed, m, time.perf_counter() - t0)
 
-    table = pd.DataFrame(rows)
-    old = pd.read_csv(OUT) if OUT.exists() else None
-    (table if old is None else pd.concat([old, table])).to_csv(OUT, index=False)
-    print(f"appended {len(table)} rows to {OUT.relative_to(OUT.parents[2])}")
+    pd.DataFrame(rows).to_csv(OUT, mode="a", header=not OUT.exists(), index=False)
+    print(f"appended {len(rows)} rows to {OUT.relative_to(OUT.parents[2])}")
 
 
 if __name__ == "__main__":

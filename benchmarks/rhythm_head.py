@@ -107,10 +107,8 @@ def main() -> None:
         model.__class__ = MelodyLSTM
         report(run, model, result.train_seconds, weight)
 
-    table = pd.DataFrame(rows)
-    old = pd.read_csv(OUT) if OUT.exists() else None
-    (table if old is None else pd.concat([old, table])).to_csv(OUT, index=False)
-    print(f"appended {len(table)} rows to {OUT.relative_to(OUT.parents[2])}")
+    pd.DataFrame(rows).to_csv(OUT, mode="a", header=not OUT.exists(), index=False)
+    print(f"appended {len(rows)} rows to {OUT.relative_to(OUT.parents[2])}")
 
 
 if __name__ == "__main__":

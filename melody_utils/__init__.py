@@ -1,5 +1,5 @@
 """melody_utils: data, model, training, analysis and generation for the melody-lstm notebooks
-(modules config, notes, data, audio, notation, plots, model, train, baselines, embeddings,
+(modules config, notes, data, tunes, audio, notation, plots, model, train, baselines, embeddings,
 metrics, generate, widgets, ablation; ``python -m melody_utils`` is the main job)."""
 
 from .config import __version__, fast_mode, get_device, seed_everything
