@@ -88,9 +88,9 @@ def main() -> None:
         row = {"run": name, "seed": args.seed, "time_weight": weight}
         row |= {k: m[k] for k in ("pitch_nll", "pitch_top1", "mse_step", "mse_duration")}
         row |= {
-            "flam_rate": r["flam_rate"],
-            "real_flam_rate": real["flam_rate"],
-            "chord_share_gap": r["chord_share_gap"],
+            "flam_rate": float(r["flam_rate"]),
+            "real_flam_rate": float(real["flam_rate"]),
+            "chord_share_gap": float(r["chord_share_gap"]),
             "train_seconds": round(seconds, 1),
         }
         rows.append(row | {"machine": machine, "load_before": round(load, 2)})
